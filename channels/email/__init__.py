@@ -1,0 +1,1 @@
+"""Email adapter: pure MIME building and an SMTP sender."""

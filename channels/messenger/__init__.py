@@ -1,0 +1,1 @@
+"""Messenger Platform adapter: pure payload builders, error classification, the Send API call."""

@@ -1,0 +1,1 @@
+"""The outreach orchestrator: contacts, policy, campaigns, dispatch and the API."""

@@ -1,0 +1,1 @@
+"""The HTTP surface: thin FastAPI routers over the services."""

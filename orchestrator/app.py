@@ -1,0 +1,61 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from orchestrator.api import health, problems, workspace
+from orchestrator.resources import Resources, build_resources
+from orchestrator.scheduler import EmbeddedScheduler
+from orchestrator.settings import Settings, get_settings
+
+
+def _quiet_http_loggers() -> None:
+    # httpx logs full request URLs at INFO; keep it at WARNING so nothing secret-bearing is logged.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    resources: Resources | None = None,
+    run_scheduler: bool | None = None,
+) -> FastAPI:
+    settings = settings or (resources.settings if resources else get_settings())
+    _quiet_http_loggers()
+    scheduler_wanted = settings.embedded_scheduler if run_scheduler is None else run_scheduler
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = resources is None
+        res = resources or build_resources(settings)
+        app.state.resources = res
+        scheduler = EmbeddedScheduler(res, kind="serve") if scheduler_wanted else None
+        if scheduler is not None:
+            await scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                await scheduler.stop()
+            if owned:
+                await res.close()
+
+    app = FastAPI(
+        title="Outreach orchestrator",
+        version="0.1.0",
+        summary="Messenger inside the 24-hour window, email with m.me buttons outside it.",
+        lifespan=lifespan,
+    )
+    if resources is not None:
+        app.state.resources = resources
+    problems.install(app)
+    app.add_middleware(problems.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(workspace.router)
+    return app

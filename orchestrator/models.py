@@ -1,0 +1,357 @@
+"""Tables (DESIGN section 4). Every row carries `workspace_id`; ids are opaque strings.
+
+Bulk paths use `Model.__table__` through SQLAlchemy Core; the ORM classes serve single-row work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from orchestrator.db import JSONType, UTCDateTime
+
+# Named constraints: Alembic's batch mode on SQLite must address them by name.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+EMAIL_STATUSES = ("unconfirmed", "subscribed", "unsubscribed", "bounced", "complained")
+CONSENT_ACTIONS = ("subscribe", "confirm", "unsubscribe", "bounce", "complaint", "resubscribe")
+CONSENT_SOURCES = (
+    "popup", "minigame", "embedded", "comment", "hotline", "import", "api",
+    "messenger_quick_reply", "mme", "double_opt_in", "unsubscribe_link", "merge",
+)  # fmt: skip
+DELIVERY_STATES = (
+    "pending",
+    "claimed",
+    "sent",
+    "held",
+    "deferred",
+    "skipped",
+    "failed",
+    "cancelled",
+)
+POLICY_PROFILES = ("meta-2026-04", "meta-2020-03")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _ws_fk() -> Any:
+    return Field(foreign_key="workspaces.id", index=True, max_length=32, ondelete="CASCADE")
+
+
+def _created() -> Any:
+    return Field(sa_type=UTCDateTime, nullable=False)
+
+
+def _maybe_time() -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class Workspace(SQLModel, table=True):
+    __tablename__ = "workspaces"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200, unique=True)
+    from_name: str | None = Field(default=None, max_length=200)
+    from_address: str | None = Field(default=None, max_length=320)
+    reply_to: str | None = Field(default=None, max_length=320)
+    postal_address: str | None = Field(default=None, max_length=500)
+    timezone: str = Field(default="Asia/Ho_Chi_Minh", max_length=64)
+    transactional_to_unconfirmed: bool = Field(default=False)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    prefix: str = Field(max_length=16, unique=True)
+    key_hash: str = Field(max_length=64)
+    name: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _created()
+    last_used_at: datetime | None = _maybe_time()
+    revoked_at: datetime | None = _maybe_time()
+
+
+class MessengerApp(SQLModel, table=True):
+    __tablename__ = "messenger_apps"
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    app_id: str = Field(max_length=64, unique=True)
+    app_secret_enc: str = Field(sa_type=sa.Text)
+    verify_token_enc: str = Field(sa_type=sa.Text)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Page(SQLModel, table=True):
+    __tablename__ = "pages"
+    __table_args__ = (sa.CheckConstraint(_in("policy_profile", POLICY_PROFILES), name="profile"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    page_id: str = Field(max_length=64, unique=True)
+    messenger_app_id: str = Field(foreign_key="messenger_apps.id", index=True, max_length=32)
+    username: str = Field(max_length=100)
+    access_token_enc: str = Field(sa_type=sa.Text)
+    graph_api_version: str = Field(max_length=16)
+    policy_profile: str = Field(default="meta-2026-04", max_length=32)
+    region: str | None = Field(default=None, max_length=8)
+    human_agent_enabled: bool = Field(default=False)
+    otn_enabled: bool = Field(default=False)
+    checks: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    paused_reason: str | None = Field(default=None, max_length=200)
+    paused_at: datetime | None = _maybe_time()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    name: str | None = Field(default=None, max_length=300)
+    locale: str | None = Field(default=None, max_length=35)
+    timezone: str | None = Field(default=None, max_length=64)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    merged_into: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class EmailIdentity(SQLModel, table=True):
+    __tablename__ = "email_identities"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "address", name="uq_email_identities_address"),
+        sa.CheckConstraint(_in("status", EMAIL_STATUSES), name="status"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    contact_id: str = Field(
+        foreign_key="contacts.id", index=True, max_length=32, ondelete="CASCADE"
+    )
+    address: str = Field(max_length=320)
+    status: str = Field(default="unconfirmed", max_length=16)
+    status_changed_at: datetime = _created()
+    created_at: datetime = _created()
+
+
+class MessengerIdentity(SQLModel, table=True):
+    __tablename__ = "messenger_identities"
+    __table_args__ = (sa.UniqueConstraint("page_id", "psid", name="uq_messenger_identities_psid"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    contact_id: str = Field(
+        foreign_key="contacts.id", index=True, max_length=32, ondelete="CASCADE"
+    )
+    page_id: str = Field(foreign_key="pages.page_id", index=True, max_length=64)
+    psid: str = Field(max_length=64)
+    window_opened_at: datetime | None = _maybe_time()
+    last_user_message_at: datetime | None = _maybe_time()
+    last_event_at: datetime | None = _maybe_time()
+    takeover_at: datetime | None = _maybe_time()
+    takeover_released_at: datetime | None = _maybe_time()
+    waiting_for_human_since: datetime | None = _maybe_time()
+    stopped_at: datetime | None = _maybe_time()
+    unavailable_until: datetime | None = _maybe_time()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class ContactTag(SQLModel, table=True):
+    __tablename__ = "contact_tags"
+    __table_args__ = (sa.Index("ix_contact_tags_workspace_tag", "workspace_id", "tag"),)
+
+    contact_id: str = Field(
+        foreign_key="contacts.id", primary_key=True, max_length=32, ondelete="CASCADE"
+    )
+    tag: str = Field(primary_key=True, max_length=100)
+    workspace_id: str = Field(foreign_key="workspaces.id", max_length=32, ondelete="CASCADE")
+    created_at: datetime = _created()
+
+
+class ConsentRecord(SQLModel, table=True):
+    """Append-only consent ledger; the email status column is its projection."""
+
+    __tablename__ = "consent_ledger"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "contact_id", "action", "source", "occurred_at", name="uq_consent_ledger_dedup"
+        ),
+        sa.CheckConstraint(_in("action", CONSENT_ACTIONS), name="action"),
+        sa.CheckConstraint(_in("source", CONSENT_SOURCES), name="source"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    contact_id: str = Field(index=True, max_length=32)
+    channel: str = Field(default="email", max_length=16)
+    topic: str | None = Field(default=None, max_length=100)
+    action: str = Field(max_length=16)
+    source: str = Field(max_length=32)
+    form_id: str | None = Field(default=None, max_length=32)
+    consent_text_version: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=320)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=500)
+    redacted: bool = Field(default=False)
+    occurred_at: datetime = _created()
+    created_at: datetime = _created()
+
+
+class Suppression(SQLModel, table=True):
+    __tablename__ = "suppressions"
+
+    workspace_id: str = Field(
+        foreign_key="workspaces.id", primary_key=True, max_length=32, ondelete="CASCADE"
+    )
+    address_hash: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(max_length=32)
+    created_at: datetime = _created()
+
+
+class OptinToken(SQLModel, table=True):
+    __tablename__ = "optin_tokens"
+    __table_args__ = (sa.Index("ix_optin_tokens_identity_topic", "messenger_identity_id", "topic"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    messenger_identity_id: str = Field(
+        foreign_key="messenger_identities.id", max_length=32, ondelete="CASCADE"
+    )
+    kind: str = Field(max_length=16)
+    topic: str | None = Field(default=None, max_length=100)
+    token_enc: str = Field(sa_type=sa.Text)
+    token_hash: str = Field(max_length=64, unique=True)
+    status: str = Field(default="active", max_length=16)
+    status_changed_at: datetime = _created()
+    expires_at: datetime | None = _maybe_time()
+    used_at: datetime | None = _maybe_time()
+    created_at: datetime = _created()
+
+
+class WebhookInbox(SQLModel, table=True):
+    __tablename__ = "webhook_inbox"
+    __table_args__ = (sa.Index("ix_webhook_inbox_pending", "applied_at", "event_time"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str | None = Field(
+        default=None, foreign_key="workspaces.id", index=True, max_length=32, ondelete="CASCADE"
+    )
+    app_id: str = Field(max_length=64)
+    page_id: str | None = Field(default=None, max_length=64)
+    event_key: str = Field(max_length=300, unique=True)
+    event_type: str = Field(max_length=64)
+    event_time: datetime = _created()
+    payload: str = Field(sa_type=sa.Text)
+    status: str = Field(default="pending", max_length=16)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    received_at: datetime = _created()
+    applied_at: datetime | None = _maybe_time()
+
+
+class InteractionEvent(SQLModel, table=True):
+    __tablename__ = "interaction_events"
+    __table_args__ = (sa.Index("ix_interaction_events_contact", "contact_id", "occurred_at"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    contact_id: str | None = Field(default=None, max_length=32)
+    page_id: str | None = Field(default=None, max_length=64)
+    psid: str | None = Field(default=None, max_length=64)
+    type: str = Field(max_length=32)
+    delivery_id: str | None = Field(default=None, max_length=32)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    occurred_at: datetime = _created()
+    created_at: datetime = _created()
+
+
+class Delivery(SQLModel, table=True):
+    """The unit of sending and the work queue: no provider call without a row (DESIGN section 4)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "campaign_run_id", "step_index", "contact_id", name="uq_deliveries_step"
+        ),
+        sa.UniqueConstraint("workspace_id", "idempotency_key", name="uq_deliveries_idempotency"),
+        sa.CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        sa.Index("ix_deliveries_due", "state", "due_at"),
+        sa.Index("ix_deliveries_contact", "contact_id", "state"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    kind: str = Field(max_length=32)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    campaign_id: str | None = Field(default=None, index=True, max_length=32)
+    campaign_run_id: str | None = Field(default=None, max_length=32)
+    step_index: int | None = Field(default=None)
+    contact_id: str = Field(max_length=32)
+    page_id: str | None = Field(default=None, max_length=64)
+    purpose: str = Field(max_length=32)
+    topic: str | None = Field(default=None, max_length=100)
+    state: str = Field(default="pending", max_length=16)
+    due_at: datetime = _created()
+    channel: str | None = Field(default=None, max_length=16)
+    reason: str | None = Field(default=None, max_length=64)
+    messaging_type: str | None = Field(default=None, max_length=16)
+    tag: str | None = Field(default=None, max_length=32)
+    content: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = _maybe_time()
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = _maybe_time()
+    provider_message_id: str | None = Field(default=None, max_length=200)
+    last_error: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    held_until: datetime | None = _maybe_time()
+    sent_at: datetime | None = _maybe_time()
+    delivered_at: datetime | None = _maybe_time()
+    read_at: datetime | None = _maybe_time()
+    clicked_at: datetime | None = _maybe_time()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+
+    workspace_id: str = Field(
+        foreign_key="workspaces.id", primary_key=True, max_length=32, ondelete="CASCADE"
+    )
+    method: str = Field(primary_key=True, max_length=8)
+    path: str = Field(primary_key=True, max_length=300)
+    key: str = Field(primary_key=True, max_length=200)
+    request_hash: str = Field(max_length=64)
+    status_code: int | None = Field(default=None)
+    response_body: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = _created()
+
+
+class WorkerHeartbeat(SQLModel, table=True):
+    """Which scheduler processes are alive; `/readyz` and lease owners read it."""
+
+    __tablename__ = "worker_heartbeats"
+
+    id: str = Field(primary_key=True, max_length=64)
+    hostname: str = Field(max_length=200)
+    pid: int
+    kind: str = Field(max_length=16)
+    started_at: datetime = _created()
+    seen_at: datetime = _created()

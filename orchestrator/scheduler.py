@@ -1,0 +1,108 @@
+"""The embedded scheduler: APScheduler 3.x interval jobs, each a few lines (DESIGN section 8).
+
+What is due lives in the database, so any number of processes may run these jobs together.
+Later issues register more jobs (claim due deliveries, apply the webhook inbox, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from orchestrator.db import transaction
+from orchestrator.ids import new_id
+from orchestrator.models import WorkerHeartbeat
+from orchestrator.resources import Resources
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[AsyncSession, datetime], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    """Who this process is; it also names lease owners."""
+
+    id: str
+    hostname: str
+    pid: int
+    kind: str
+
+    @classmethod
+    def of_this_process(cls, kind: str) -> WorkerIdentity:
+        return cls(new_id("wk"), socket.gethostname()[:200], os.getpid(), kind)
+
+
+async def record_heartbeat(
+    session: AsyncSession, *, worker: WorkerIdentity, now: datetime, forget_after: timedelta
+) -> None:
+    """Upsert this process's heartbeat and forget processes silent for `forget_after`."""
+    existing = await session.get(WorkerHeartbeat, worker.id)
+    if existing is None:
+        session.add(
+            WorkerHeartbeat(
+                id=worker.id,
+                hostname=worker.hostname,
+                pid=worker.pid,
+                kind=worker.kind,
+                started_at=now,
+                seen_at=now,
+            )
+        )
+    else:
+        existing.seen_at = now
+    await session.execute(
+        sa.delete(WorkerHeartbeat).where(col(WorkerHeartbeat.seen_at) < now - forget_after)
+    )
+
+
+class EmbeddedScheduler:
+    def __init__(self, resources: Resources, *, kind: str, heartbeat_seconds: float = 10.0) -> None:
+        self._resources = resources
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self.worker = WorkerIdentity.of_this_process(kind)
+        self._heartbeat_seconds = heartbeat_seconds
+        self.add_job("workers.heartbeat", self._heartbeat, seconds=heartbeat_seconds)
+
+    async def _heartbeat(self, session: AsyncSession, now: datetime) -> None:
+        await record_heartbeat(
+            session,
+            worker=self.worker,
+            now=now,
+            forget_after=timedelta(seconds=self._heartbeat_seconds * 30),
+        )
+
+    def add_job(self, name: str, job: Job, *, seconds: float) -> None:
+        async def run() -> None:
+            try:
+                async with transaction(self._resources.sessions) as session:
+                    await job(session, self._resources.clock.now())
+            except Exception:
+                log.exception("job failed", extra={"job": name})
+
+        self._scheduler.add_job(
+            run,
+            "interval",
+            seconds=seconds,
+            id=name,
+            name=name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now().astimezone(),
+        )
+
+    async def start(self) -> None:
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)

@@ -1,0 +1,131 @@
+"""Settings: one `Settings` object read from `OUTREACH_*` environment variables (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./outreach.db"
+
+
+class SettingsError(RuntimeError):
+    """The settings cannot be used as given; the message says which one and why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OUTREACH_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: SecretStr | None = None
+    secret_keys_old: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    public_url: str = "http://127.0.0.1:8000"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    email_from: str = "Outreach <outreach@localhost>"
+    unsubscribe_mailto: str | None = None
+
+    graph_api_url: str = "https://graph.facebook.com"
+    graph_api_version: str = Field(default="v25.0", pattern=r"^v\d+\.\d+$")
+
+    clock_offset: float = 0.0
+    """Seconds added to the system clock (DESIGN section 8): negative places us in the past."""
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    embedded_scheduler: bool = True
+    log_level: str = "INFO"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    default_timezone: str = "Asia/Ho_Chi_Minh"
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    db_pool_size: int = Field(default=10, ge=1)
+
+    @field_validator("secret_keys_old", mode="before")
+    @classmethod
+    def _split_old_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value.startswith(("postgresql://", "postgres://")):
+            # A plain URL would pick psycopg2; we use psycopg 3's async driver.
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        if value.startswith("sqlite://") and not value.startswith("sqlite+aiosqlite://"):
+            value = "sqlite+aiosqlite://" + value.split("://", 1)[1]
+        if not (value.startswith(("sqlite+aiosqlite://", "postgresql+psycopg://"))):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_key_long_enough(self) -> Settings:
+        for key in (self.secret_key, *self.secret_keys_old):
+            if key is not None and len(key.get_secret_value()) < 32:
+                raise ValueError("secret keys must be at least 32 characters")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
+        if path in ("", ":memory:"):
+            return None
+        return Path(path)
+
+
+def resolve_secret_keys(settings: Settings) -> tuple[str, tuple[str, ...]]:
+    """The current secret key and the retired ones still accepted (DESIGN section 11).
+
+    Only the SQLite default may generate a key; it is kept beside the database file, readable by
+    its owner only, so that restarting keeps links and encrypted tokens valid.
+    """
+    old = tuple(key.get_secret_value() for key in settings.secret_keys_old)
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value(), old
+    path = settings.sqlite_path
+    if path is None:
+        raise SettingsError(
+            "OUTREACH_SECRET_KEY is required with this database: a key is generated "
+            "automatically only for a SQLite file database"
+        )
+    key_file = path.with_name(path.name + ".secret-key")
+    if key_file.exists():
+        return key_file.read_text(encoding="ascii").strip(), old
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    generated = secrets.token_urlsafe(48)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(generated + "\n")
+    return generated, old
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
