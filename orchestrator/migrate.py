@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 _SCRIPTS = Path(__file__).with_name("migrations")
 
@@ -30,26 +30,26 @@ def head_revision() -> str:
     return head
 
 
-def _upgrade_on(connection: Connection, revision: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+async def _run_command(engine: AsyncEngine, name: str, revision: str) -> None:
+    # env.py would call asyncio.run() for plain Alembic use; from inside our event loop we hand it
+    # a live synchronous connection instead (see migrations/env.py).
+    def run(sync_conn: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = sync_conn
+        getattr(command, name)(config, revision)
+
+    async with engine.connect() as conn:
+        await conn.run_sync(run)
+        await conn.commit()
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply migrations up to `revision` on the engine's database."""
-    async with engine.connect() as conn:
-        await _upgrade_connection(conn, revision)
-        await conn.commit()
+    await _run_command(engine, "upgrade", revision)
 
 
-async def _upgrade_connection(conn: AsyncConnection, revision: str) -> None:
-    # env.py runs asyncio.run() for plain CLI use; with a live connection we hand it over and run
-    # the synchronous Alembic command in a worker thread, outside our event loop.
-    def run(sync_conn: Connection) -> None:
-        _upgrade_on(sync_conn, revision)
-
-    await conn.run_sync(run)
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    await _run_command(engine, "downgrade", revision)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

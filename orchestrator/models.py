@@ -41,6 +41,12 @@ DELIVERY_STATES = (
 POLICY_PROFILES = ("meta-2026-04", "meta-2020-03")
 
 
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a model, for bulk statements (DESIGN section 8)."""
+    table: sa.Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 

@@ -20,7 +20,7 @@ from sqlmodel import col
 
 from orchestrator.db import transaction
 from orchestrator.ids import new_id
-from orchestrator.models import WorkerHeartbeat
+from orchestrator.models import WorkerHeartbeat, table_of
 from orchestrator.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,13 @@ async def record_heartbeat(
     session: AsyncSession, *, worker: WorkerIdentity, now: datetime, forget_after: timedelta
 ) -> None:
     """Upsert this process's heartbeat and forget processes silent for `forget_after`."""
-    existing = await session.get(WorkerHeartbeat, worker.id)
-    if existing is None:
-        session.add(
-            WorkerHeartbeat(
+    table = table_of(WorkerHeartbeat)
+    updated = await session.execute(
+        sa.update(table).where(table.c.id == worker.id).values(seen_at=now)
+    )
+    if getattr(updated, "rowcount", 0) == 0:
+        await session.execute(
+            sa.insert(table).values(
                 id=worker.id,
                 hostname=worker.hostname,
                 pid=worker.pid,
@@ -58,8 +61,6 @@ async def record_heartbeat(
                 seen_at=now,
             )
         )
-    else:
-        existing.seen_at = now
     await session.execute(
         sa.delete(WorkerHeartbeat).where(col(WorkerHeartbeat.seen_at) < now - forget_after)
     )

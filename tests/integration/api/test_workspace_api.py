@@ -200,3 +200,11 @@ async def test_openapi_lists_the_routes(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/workspace" in spec["paths"]
     assert "/healthz" in spec["paths"]
+
+
+async def test_http_client_loggers_stay_at_warning(client: httpx.AsyncClient) -> None:
+    import logging
+
+    assert (await client.get("/healthz")).status_code == 200
+    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+    assert logging.getLogger("httpcore").getEffectiveLevel() >= logging.WARNING
