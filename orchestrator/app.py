@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from orchestrator.api import health, problems, workspace
+from orchestrator.api import contacts, health, problems, workspace
 from orchestrator.resources import Resources, build_resources
 from orchestrator.scheduler import EmbeddedScheduler
 from orchestrator.settings import Settings, get_settings
@@ -58,4 +58,5 @@ def create_app(
     app.add_middleware(problems.BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(workspace.router)
+    app.include_router(contacts.router)
     return app

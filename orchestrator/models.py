@@ -361,3 +361,64 @@ class WorkerHeartbeat(SQLModel, table=True):
     kind: str = Field(max_length=16)
     started_at: datetime = _created()
     seen_at: datetime = _created()
+
+
+class ContactMerge(SQLModel, table=True):
+    """What a merge moved, so that it can be reverted (DESIGN section 4)."""
+
+    __tablename__ = "contact_merges"
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    kept_id: str = Field(index=True, max_length=32)
+    merged_id: str = Field(max_length=32)
+    moved: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    created_at: datetime = _created()
+    reverted_at: datetime | None = _maybe_time()
+
+
+class ContactImport(SQLModel, table=True):
+    __tablename__ = "contact_imports"
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    format: str = Field(max_length=8)
+    status: str = Field(default="receiving", max_length=16)
+    bytes_received: int = Field(default=0, sa_type=sa.BigInteger)
+    chunks: int = Field(default=0)
+    next_chunk: int = Field(default=0)
+    next_line: int = Field(default=1)
+    lines: int = Field(default=0)
+    created: int = Field(default=0)
+    updated: int = Field(default=0)
+    unchanged: int = Field(default=0)
+    failed: int = Field(default=0)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = _maybe_time()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    finished_at: datetime | None = _maybe_time()
+
+
+class ContactImportChunk(SQLModel, table=True):
+    """The uploaded file, kept in the database so any worker can process it after a restart."""
+
+    __tablename__ = "contact_import_chunks"
+
+    import_id: str = Field(
+        foreign_key="contact_imports.id", primary_key=True, max_length=32, ondelete="CASCADE"
+    )
+    seq: int = Field(primary_key=True)
+    data: bytes = Field(sa_type=sa.LargeBinary)
+
+
+class ContactImportError(SQLModel, table=True):
+    __tablename__ = "contact_import_errors"
+
+    import_id: str = Field(
+        foreign_key="contact_imports.id", primary_key=True, max_length=32, ondelete="CASCADE"
+    )
+    line: int = Field(primary_key=True)
+    field: str = Field(primary_key=True, max_length=100)
+    message: str = Field(max_length=500)
