@@ -8,9 +8,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from orchestrator.api import contacts, health, problems, workspace
+from orchestrator.api import (
+    contacts,
+    health,
+    imports,
+    messaging,
+    pages,
+    problems,
+    webhooks,
+    workspace,
+)
+from orchestrator.imports.runner import ImportRunner
 from orchestrator.resources import Resources, build_resources
-from orchestrator.scheduler import EmbeddedScheduler
+from orchestrator.scheduler import EmbeddedScheduler, register_jobs
 from orchestrator.settings import Settings, get_settings
 
 
@@ -37,10 +47,12 @@ def create_app(
         app.state.resources = res
         scheduler = EmbeddedScheduler(res, kind="serve") if scheduler_wanted else None
         if scheduler is not None:
+            register_jobs(scheduler, res)
             await scheduler.start()
         try:
             yield
         finally:
+            await runner.stop()
             if scheduler is not None:
                 await scheduler.stop()
             if owned:
@@ -54,9 +66,20 @@ def create_app(
     )
     if resources is not None:
         app.state.resources = resources
+    runner = ImportRunner()
+    app.state.import_runner = runner
     problems.install(app)
-    app.add_middleware(problems.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        problems.BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        path_limits={("POST", imports.IMPORTS_PATH): settings.import_max_bytes},
+    )
     app.include_router(health.router)
     app.include_router(workspace.router)
+    app.include_router(imports.router)  # before contacts: /v1/contacts/{id} would take its paths
     app.include_router(contacts.router)
+    app.include_router(pages.apps_router)
+    app.include_router(pages.pages_router)
+    app.include_router(messaging.router)
+    app.include_router(webhooks.router)
     return app

@@ -107,7 +107,8 @@ class ContactView:
 
 
 async def _get(session: AsyncSession, workspace_id: str, contact_id: str) -> Contact:
-    contact = await session.get(Contact, contact_id)
+    # populate_existing: a merge moves rows with Core statements and expires loaded objects.
+    contact = await session.get(Contact, contact_id, populate_existing=True)
     if contact is None or contact.workspace_id != workspace_id:
         raise ContactNotFound(f"No contact {contact_id!r}")
     if contact.merged_into is not None:
@@ -525,14 +526,15 @@ async def add_tags(
     if not wanted:
         return False
     table = table_of(ContactTag)
+    # RETURNING says which rows were new: executemany rowcount is -1 on psycopg.
     result = await session.execute(
-        insert_ignoring_conflicts(session, table, ["contact_id", "tag"]),
+        insert_ignoring_conflicts(session, table, ["contact_id", "tag"]).returning(table.c.tag),
         [
             {"contact_id": contact_id, "tag": tag, "workspace_id": workspace_id, "created_at": now}
             for tag in wanted
         ],
     )
-    return bool(getattr(result, "rowcount", 0))
+    return bool(result.all())
 
 
 async def touch(session: AsyncSession, *, contact_id: str, now: datetime) -> None:
@@ -756,6 +758,7 @@ async def merge_contacts(
             moved["merge_ledger_id"] = ledger_id
             await _reproject(session, kept_email, now)
     moved_rows: dict[str, list[str]] = {}
+    await session.flush()
     for model in _MOVABLE:
         table = table_of(model)
         ids = list(
@@ -769,6 +772,12 @@ async def merge_contacts(
                 sa.update(table).where(table.c.contact_id == merged.id).values(contact_id=kept.id)
             )
     moved["rows"] = moved_rows
+    # The rows moved by Core statements; loaded ORM copies must not keep the old contact id.
+    kept_id, merged_id = kept.id, merged.id
+    session.expire_all()
+    kept = await _get(session, workspace_id, kept_id)
+    merged = await session.get(Contact, merged_id, populate_existing=True)  # type: ignore[assignment]
+    assert merged is not None
     merged.merged_into = kept.id
     record = ContactMerge(
         id=new_id("mg"),
@@ -804,12 +813,20 @@ async def revert_merge(
     if merged is None or merged.merged_into != kept.id:
         raise Conflict(f"Merge {merge_id!r} can no longer be reverted")
     moved = record.moved
+    await session.flush()
     for name, ids in moved["rows"].items():
         if ids:
             table = table_of_name(name)
             await session.execute(
                 sa.update(table).where(table.c.id.in_(ids)).values(contact_id=merged.id)
             )
+    kept_id, merged_id = record.kept_id, record.merged_id
+    session.expire_all()
+    kept = await _get(session, workspace_id, kept_id)
+    merged = await session.get(Contact, merged_id, populate_existing=True)
+    record = await session.get(ContactMerge, merge_id, populate_existing=True)
+    assert merged is not None
+    assert record is not None
     before = moved["kept_before"]
     kept.name, kept.locale, kept.timezone = before["name"], before["locale"], before["timezone"]
     kept.attributes = before["attributes"]

@@ -202,6 +202,9 @@ class ConsentRecord(SQLModel, table=True):
         ),
         sa.CheckConstraint(_in("action", CONSENT_ACTIONS), name="action"),
         sa.CheckConstraint(_in("source", CONSENT_SOURCES), name="source"),
+        # The status projection replays an address's rows; without this, every upsert with
+        # consent and every import batch would scan the workspace's whole ledger.
+        sa.Index("ix_consent_ledger_address", "workspace_id", "address"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -252,6 +255,18 @@ class OptinToken(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+class WebhookBody(SQLModel, table=True):
+    """A verified webhook body exactly as received (the signature covers these bytes)."""
+
+    __tablename__ = "webhook_bodies"
+
+    id: str = Field(primary_key=True, max_length=32)
+    app_id: str = Field(max_length=64)
+    raw: bytes = Field(sa_type=sa.LargeBinary)
+    signature: str = Field(max_length=100)
+    received_at: datetime = _created()
+
+
 class WebhookInbox(SQLModel, table=True):
     __tablename__ = "webhook_inbox"
     __table_args__ = (sa.Index("ix_webhook_inbox_pending", "applied_at", "event_time"),)
@@ -261,6 +276,7 @@ class WebhookInbox(SQLModel, table=True):
         default=None, foreign_key="workspaces.id", index=True, max_length=32, ondelete="CASCADE"
     )
     app_id: str = Field(max_length=64)
+    body_id: str | None = Field(default=None, max_length=32, index=True)
     page_id: str | None = Field(default=None, max_length=64)
     event_key: str = Field(max_length=300, unique=True)
     event_type: str = Field(max_length=64)
@@ -383,10 +399,12 @@ class ContactImport(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     workspace_id: str = _ws_fk()
     format: str = Field(max_length=8)
-    status: str = Field(default="receiving", max_length=16)
+    status: str = Field(default="receiving", max_length=16, index=True)
     bytes_received: int = Field(default=0, sa_type=sa.BigInteger)
     chunks: int = Field(default=0)
+    # Where processing resumes: chunk, byte offset in it, and the number of the line there.
     next_chunk: int = Field(default=0)
+    next_offset: int = Field(default=0)
     next_line: int = Field(default=1)
     lines: int = Field(default=0)
     created: int = Field(default=0)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from channels.messenger import MessengerClient, SlidingWindowLimiter, build_http_client
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.crypto import KeyRing
 from orchestrator.db import create_engine, session_factory
@@ -19,9 +21,13 @@ class Resources:
     sessions: async_sessionmaker[AsyncSession]
     keyring: KeyRing
     clock: Clock
+    messenger: MessengerClient
     owns_engine: bool = field(default=True)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
+        for closer in reversed(self.closers):
+            await closer()
         if self.owns_engine:
             await self.engine.dispose()
 
@@ -32,15 +38,29 @@ def build_resources(
     engine: AsyncEngine | None = None,
     sessions: async_sessionmaker[AsyncSession] | None = None,
     clock: Clock | None = None,
+    messenger: MessengerClient | None = None,
 ) -> Resources:
-    """Tests pass their own engine (and a session factory bound to a rolled-back connection)."""
+    """Tests pass their own engine (and a session factory bound to a rolled-back connection)
+    and channel clients pointed at the emulators."""
     current, retired = resolve_secret_keys(settings)
     the_engine = engine or create_engine(settings)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if messenger is None:
+        http = build_http_client()
+        closers.append(http.aclose)
+        messenger = MessengerClient(
+            http,
+            graph_api_url=settings.graph_api_url,
+            # Per Page, in this process; "Scale-out" replaces it with a database lease.
+            rate_limiter=SlidingWindowLimiter(settings.page_send_rate),
+        )
     return Resources(
         settings=settings,
         engine=the_engine,
         sessions=sessions or session_factory(the_engine),
         keyring=KeyRing(current, retired),
         clock=clock or SystemClock(settings.clock_offset),
+        messenger=messenger,
         owns_engine=engine is None,
+        closers=closers,
     )

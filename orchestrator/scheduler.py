@@ -18,8 +18,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from orchestrator import dispatch as dispatcher
+from orchestrator import idempotency, inbound
 from orchestrator.db import transaction
 from orchestrator.ids import new_id
+from orchestrator.imports import processing as imports_processing
 from orchestrator.models import WorkerHeartbeat, table_of
 from orchestrator.resources import Resources
 
@@ -107,3 +110,46 @@ class EmbeddedScheduler:
     async def stop(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+
+def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
+    """The interval jobs every scheduler process runs (DESIGN section 8); each is thin."""
+    settings = resources.settings
+
+    async def apply_inbox(session: AsyncSession, now: datetime) -> None:
+        await inbound.apply_pending(
+            session,
+            resources.keyring,
+            now=now,
+            settings=inbound.InboundSettings(
+                takeover_quiet=timedelta(seconds=settings.takeover_quiet_seconds)
+            ),
+        )
+
+    async def expire_idempotency(session: AsyncSession, now: datetime) -> None:
+        await idempotency.expire(session, now=now)
+
+    async def dispatch(_session: AsyncSession, now: datetime) -> None:
+        # The dispatcher opens its own short transactions around each provider call.
+        await dispatcher.dispatch_once(
+            resources.sessions,
+            resources.keyring,
+            resources.messenger,
+            worker_id=scheduler.worker.id,
+            clock=resources.clock.now,
+            settings=dispatcher.DispatchSettings(
+                lease=timedelta(seconds=settings.lease_seconds),
+                takeover_quiet=timedelta(seconds=settings.takeover_quiet_seconds),
+            ),
+        )
+
+    async def process_imports(_session: AsyncSession, _now: datetime) -> None:
+        # Imports commit batch by batch in their own transactions (and read the clock per batch).
+        await imports_processing.process_pending(
+            resources.sessions, resources.keyring, resources.clock
+        )
+
+    scheduler.add_job("webhooks.apply", apply_inbox, seconds=settings.inbox_interval_seconds)
+    scheduler.add_job("deliveries.dispatch", dispatch, seconds=settings.dispatch_interval_seconds)
+    scheduler.add_job("idempotency.expire", expire_idempotency, seconds=3600)
+    scheduler.add_job("imports.process", process_imports, seconds=5)

@@ -49,7 +49,16 @@ class Settings(BaseSettings):
     embedded_scheduler: bool = True
     log_level: str = "INFO"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    import_max_bytes: int = Field(default=1 << 30, ge=1024)
+    """The body limit of `POST /v1/contacts/imports` (files stream to the database)."""
     default_timezone: str = "Asia/Ho_Chi_Minh"
+    takeover_quiet_seconds: int = Field(default=86_400, ge=0)
+    """After a person replies from the Page inbox, automated sends wait this long (DESIGN 6)."""
+    inbox_interval_seconds: float = Field(default=1.0, gt=0)
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: int = Field(default=60, ge=1)
+    page_send_rate: int = Field(default=300, ge=1)
+    """Send API calls per second per Page (reference section 7: 300)."""
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     db_pool_size: int = Field(default=10, ge=1)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
-from orchestrator import contacts
+from orchestrator import contacts, reachability
 from orchestrator.api.deps import (
     IdempotencyDep,
     NowDep,
@@ -334,3 +334,54 @@ async def merge_contact(
         session, workspace_id=workspace_id, contact_id=contact_id, other_id=body.contact_id, now=now
     )
     return MergePublic(merge_id=merge_id, contact=_public(view))
+
+
+class TokenOut(OutputModel):
+    topic: str | None
+    kind: str
+    expires_at: datetime | None
+
+
+class MessengerReach(OutputModel):
+    page_id: str
+    psid: str
+    window_open: bool
+    window_closes_at: datetime | None
+    human_agent_until: datetime | None
+    taken_over_until: datetime | None
+    stopped: bool
+    tokens: list[TokenOut]
+
+
+class DecisionOut(OutputModel):
+    route: str
+    reason: str
+    messaging_type: str | None
+    tag: str | None
+    page_id: str | None
+    refused_tag: str | None = None
+
+
+class ReachabilityPublic(OutputModel):
+    email: EmailOut | None
+    messenger: list[MessengerReach]
+    decisions: dict[str, DecisionOut]
+
+
+@router.get("/{contact_id}/reachability", response_model=ReachabilityPublic)
+async def read_reachability(
+    contact_id: str,
+    session: SessionDep,
+    resources: ResourcesDep,
+    workspace_id: WorkspaceIdDep,
+    now: NowDep,
+    page_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> ReachabilityPublic:
+    """Per Page: window open and until when, HUMAN_AGENT eligibility, usable tokens (never the
+    token itself); the email status; and what the policy would decide now for a promotional and a
+    transactional message."""
+    facts = await reachability.load_facts(session, workspace_id=workspace_id, contact_id=contact_id)
+    quiet = timedelta(seconds=resources.settings.takeover_quiet_seconds)
+    return ReachabilityPublic.model_validate(
+        reachability.reachability(facts, now=now, quiet=quiet, page_id=page_id)
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -134,20 +134,29 @@ class BodySizeLimit:
 
     A declared length over the limit is refused before reading. An undeclared (chunked) body is
     counted as it streams; once over, reading it fails (so no handler runs on a partial body) and
-    whatever the app answers to that failure is replaced with 413.
+    whatever the app answers to that failure is replaced with 413. `path_limits` gives some
+    (method, path) pairs their own limit: file uploads that stream to the database.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        path_limits: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get((scope["method"], scope["path"]), self.max_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, send)
+        if declared is not None and declared > limit:
+            await self._refuse(scope, send, limit)
             return
         seen = 0
         exceeded = False
@@ -158,7 +167,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     exceeded = True
                     raise _BodyTooLarge
             return message
@@ -168,7 +177,7 @@ class BodySizeLimit:
             if exceeded:
                 if not started:
                     started = True
-                    await self._refuse(scope, send)
+                    await self._refuse(scope, send, limit)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -178,10 +187,10 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, guarded_send)
         except _BodyTooLarge:
             if not started:
-                await self._refuse(scope, send)
+                await self._refuse(scope, send, limit)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        error = PayloadTooLarge(f"The request body is larger than {self.max_bytes} bytes")
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        error = PayloadTooLarge(f"The request body is larger than {limit} bytes")
         body = json.dumps(problem_body(error, scope.get("path"))).encode()
         await send(
             {

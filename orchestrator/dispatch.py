@@ -1,0 +1,480 @@
+"""The dispatcher: claim due deliveries, decide with the policy and `now`, send, record.
+
+Every send goes through a delivery row that exists before the provider is called (DESIGN section
+4). Claims are conditional updates with a lease; the provider call happens outside any database
+transaction; the outcome is written back only if this worker still holds the lease. Messenger
+failures follow the adapter's error classes (DESIGN section 5): window closed and recipient
+unavailable re-route at once, temporary and rate-limit errors back off with jitter, bad tokens and
+restrictions pause the Page, a bare 100 is our own bug.
+
+This first version sends the one-off Messenger deliveries (email requests, human replies, opt-in
+requests); campaign steps and email join it in later issues.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from channels.messenger import MessengerClient, MessengerError, build_send_request
+from channels.messenger.errors import ErrorClass
+from channels.messenger.payloads import MessagingType as SendMessagingType
+from channels.messenger.payloads import Recipient
+from orchestrator import reachability
+from orchestrator.crypto import KeyRing
+from orchestrator.db import transaction
+from orchestrator.delivery_states import Event, State, sources_of, transition
+from orchestrator.models import Delivery, MessengerIdentity, OptinToken, Page, table_of
+from orchestrator.pages import open_token
+from orchestrator.policy import (
+    Fallback,
+    MessageSpec,
+    MessengerFailure,
+    PageState,
+    Purpose,
+    Reason,
+    Route,
+    SendContext,
+    decide,
+    decide_after_messenger_failure,
+)
+
+log = logging.getLogger(__name__)
+
+# Kinds the dispatcher knows how to send, with how the policy must see them (DESIGN section 4).
+ONE_OFF_SPECS: dict[str, MessageSpec] = {
+    "email_request": MessageSpec(
+        purpose=Purpose.TRANSACTIONAL, is_reply=True, fallback=Fallback.SKIP
+    ),
+    "human_reply": MessageSpec(
+        purpose=Purpose.HUMAN_REPLY, written_by_person=True, is_reply=True, fallback=Fallback.SKIP
+    ),
+    "optin_request": MessageSpec(purpose=Purpose.TRANSACTIONAL, fallback=Fallback.SKIP),
+}
+# Reference section 6: "person unavailable" may pass; we stop trying Messenger for a while.
+UNAVAILABLE_FOR = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    lease: timedelta = timedelta(seconds=60)
+    batch: int = 100
+    max_attempts: int = 5
+    backoff_base: timedelta = timedelta(seconds=2)
+    backoff_cap: timedelta = timedelta(minutes=10)
+    takeover_quiet: timedelta = timedelta(hours=24)
+    random: Callable[[], float] = field(default=random.random)
+
+    def backoff(self, attempt: int) -> timedelta:
+        """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        return timedelta(seconds=ceiling.total_seconds() * self.random())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: State
+    reason: str
+    channel: str | None = None
+    provider_message_id: str | None = None
+    error: dict[str, Any] | None = None
+    next_attempt_at: datetime | None = None
+
+
+async def release_expired_leases(session: AsyncSession, *, now: datetime) -> int:
+    table = table_of(Delivery)
+    result = await session.execute(
+        sa.update(table)
+        .where(
+            table.c.state.in_([s.value for s in sources_of(Event.LEASE_EXPIRED)]),
+            table.c.lease_expires_at < now,
+        )
+        .values(state=State.PENDING.value, lease_owner=None, lease_expires_at=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def claim_due(
+    session: AsyncSession, *, worker_id: str, now: datetime, limit: int, lease: timedelta
+) -> list[str]:
+    """Claim up to `limit` due deliveries, at most one per contact, never a contact that already
+    has a claimed delivery (so a contact's messages go out in order)."""
+    table = table_of(Delivery)
+    busy = sa.select(table.c.contact_id).where(
+        table.c.state == State.CLAIMED.value, table.c.lease_expires_at >= now
+    )
+    candidates = (
+        sa.select(table.c.id, table.c.contact_id)
+        .where(
+            table.c.state == State.PENDING.value,
+            table.c.due_at <= now,
+            sa.or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= now),
+            table.c.contact_id.not_in(busy),
+        )
+        .order_by(table.c.due_at, table.c.id)
+        .limit(limit * 4)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    chosen: dict[str, str] = {}
+    for row in (await session.execute(candidates)).all():
+        chosen.setdefault(row.contact_id, row.id)
+        if len(chosen) >= limit:
+            break
+    if not chosen:
+        return []
+    claimed = await session.execute(
+        sa.update(table)
+        .where(table.c.id.in_(list(chosen.values())), table.c.state == State.PENDING.value)
+        .values(
+            state=transition(State.PENDING, Event.CLAIM).value,
+            lease_owner=worker_id,
+            lease_expires_at=now + lease,
+            updated_at=now,
+        )
+        .returning(table.c.id)
+    )
+    return [row.id for row in claimed.all()]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to send, read in one short transaction and used outside it."""
+
+    delivery_id: str
+    kind: str
+    outcome: Outcome | None
+    page_id: str | None = None
+    access_token: str | None = None
+    graph_api_version: str | None = None
+    body: dict[str, Any] | None = None
+    context: SendContext | None = None
+    identity_id: str | None = None
+    token_id: str | None = None
+    attempts: int = 0
+
+
+async def _plan(
+    session: AsyncSession,
+    keyring: KeyRing,
+    delivery: Delivery,
+    *,
+    now: datetime,
+    settings: DispatchSettings,
+) -> _Plan:
+    spec = ONE_OFF_SPECS.get(delivery.kind)
+    if spec is None:
+        return _Plan(
+            delivery.id, delivery.kind, Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED)
+        )
+    facts = await reachability.load_facts(
+        session, workspace_id=delivery.workspace_id, contact_id=delivery.contact_id
+    )
+    page = facts.pages.get(delivery.page_id or "")
+    identity = next((i for i in facts.identities if i.page_id == delivery.page_id), None)
+    if delivery.kind == "optin_request":
+        spec = MessageSpec(purpose=spec.purpose, topic=delivery.topic, fallback=spec.fallback)
+    context = SendContext(
+        now=now,
+        page=reachability.page_state(page) if page is not None else PageState(),
+        message=spec,
+        email=reachability.email_state(facts.email, facts.workspace),
+        messenger=reachability.messenger_state(
+            identity, facts.tokens[identity.id], quiet=settings.takeover_quiet
+        )
+        if identity is not None and page is not None
+        else None,
+    )
+    decision = decide(context)
+    if decision.route is not Route.MESSENGER or page is None or identity is None:
+        # One-off kinds are Messenger messages; anything else means they cannot go now.
+        reason = (
+            decision.reason if decision.route is Route.NONE else Reason.SKIPPED_NO_REACHABLE_CHANNEL
+        )
+        state = State.FAILED if reason.value.startswith("failed.") else State.SKIPPED
+        return _Plan(delivery.id, delivery.kind, Outcome(state, reason.value))
+    content = dict(delivery.content or {})
+    message: dict[str, Any] = {}
+    if "text" in content:
+        message["text"] = content["text"]
+    if content.get("quick_replies"):
+        message["quick_replies"] = content["quick_replies"]
+    if content.get("attachment"):
+        message["attachment"] = content["attachment"]
+    recipient = Recipient.psid(identity.psid)
+    messaging_type = (
+        SendMessagingType(decision.messaging_type.value) if decision.messaging_type else None
+    )
+    if decision.token_id is not None:
+        # Reference 3.1 [T5]: a one-time token is the recipient, and the send has no type.
+        token = next(t for t in facts.tokens[identity.id] if t.id == decision.token_id)
+        recipient = Recipient.one_time_notif_token(
+            keyring.decrypt(token.token_enc, context=f"optin_token:{identity.id}")
+        )
+        messaging_type = None
+    try:
+        body = build_send_request(
+            recipient,
+            message,
+            messaging_type=messaging_type,
+            tag=decision.tag,
+            metadata=delivery.id,
+        )
+    except ValueError as exc:
+        return _Plan(
+            delivery.id,
+            delivery.kind,
+            Outcome(State.FAILED, Reason.FAILED_RENDER.value, error={"message": str(exc)}),
+        )
+    return _Plan(
+        delivery_id=delivery.id,
+        kind=delivery.kind,
+        outcome=None,
+        page_id=page.page_id,
+        access_token=open_token(keyring, page),
+        graph_api_version=page.graph_api_version,
+        body=body,
+        context=context,
+        identity_id=identity.id,
+        token_id=decision.token_id,
+        attempts=delivery.attempts,
+    )
+
+
+def _error_record(exc: MessengerError) -> dict[str, Any]:
+    """The parsed provider error; never a URL or a token (DESIGN section 4)."""
+    return {
+        "class": exc.error_class.value,
+        "type": type(exc).__name__,
+        "code": exc.code,
+        "subcode": exc.subcode,
+        "message": exc.message,
+        "fbtrace_id": exc.fbtrace_id,
+        "http_status": exc.http_status,
+    }
+
+
+def _after_failure(
+    plan: _Plan, exc: MessengerError, *, now: datetime, settings: DispatchSettings
+) -> Outcome:
+    error = _error_record(exc)
+    cls = exc.error_class
+    if cls.reroutes:
+        assert plan.context is not None
+        failure = (
+            MessengerFailure.WINDOW_CLOSED
+            if cls is ErrorClass.WINDOW_CLOSED
+            else MessengerFailure.RECIPIENT_UNAVAILABLE
+        )
+        fallback = decide_after_messenger_failure(plan.context, failure)
+        state = State.SKIPPED if fallback.route is Route.NONE else State.FAILED
+        return Outcome(state, fallback.reason.value, error=error)
+    if cls.retryable or cls is ErrorClass.THREAD_OWNED_BY_ANOTHER_APP:
+        attempt = plan.attempts + 1
+        if attempt >= settings.max_attempts:
+            return Outcome(State.FAILED, Reason.FAILED_RETRIES_EXHAUSTED.value, error=error)
+        wait = settings.backoff(attempt)
+        if exc.retry_after:
+            wait = max(wait, timedelta(seconds=exc.retry_after))
+        return Outcome(State.PENDING, "retry", error=error, next_attempt_at=now + wait)
+    if cls.pauses_page:
+        return Outcome(State.FAILED, Reason.FAILED_PAGE_PAUSED.value, error=error)
+    if cls is ErrorClass.MALFORMED_REQUEST:
+        return Outcome(State.FAILED, Reason.FAILED_RENDER.value, error=error)
+    return Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED.value, error=error)
+
+
+async def _record(
+    session: AsyncSession,
+    plan: _Plan,
+    outcome: Outcome,
+    *,
+    worker_id: str,
+    now: datetime,
+    exc: MessengerError | None = None,
+) -> bool:
+    table = table_of(Delivery)
+    event = {
+        State.SENT: Event.SEND,
+        State.SKIPPED: Event.SKIP,
+        State.FAILED: Event.FAIL,
+        State.PENDING: Event.RETRY,
+        State.HELD: Event.HOLD,
+        State.DEFERRED: Event.DEFER,
+    }[outcome.state]
+    target = transition(State.CLAIMED, event)
+    values: dict[str, Any] = {
+        "state": target.value,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+        "last_error": outcome.error,
+    }
+    if outcome.state is State.PENDING:
+        values.update(next_attempt_at=outcome.next_attempt_at, attempts=plan.attempts + 1)
+    else:
+        values["reason"] = outcome.reason
+        values["attempts"] = plan.attempts + (1 if plan.outcome is None else 0)
+    if outcome.state is State.SENT:
+        values.update(
+            channel="messenger", sent_at=now, provider_message_id=outcome.provider_message_id
+        )
+        if plan.context is not None:
+            decision = decide(plan.context)
+            values.update(
+                messaging_type=decision.messaging_type.value if decision.messaging_type else None,
+                tag=decision.tag,
+            )
+    updated = await session.execute(
+        sa.update(table)
+        .where(
+            table.c.id == plan.delivery_id,
+            table.c.state == State.CLAIMED.value,
+            table.c.lease_owner == worker_id,
+        )
+        .values(**values)
+    )
+    if not getattr(updated, "rowcount", 0):
+        # The lease expired and another worker took the row; it will record its own outcome.
+        log.warning("lost the lease before recording", extra={"delivery_id": plan.delivery_id})
+        return False
+    if exc is not None:
+        await _side_effects(session, plan, exc, now=now)
+    if outcome.state is State.SENT and plan.token_id is not None:
+        tokens = table_of(OptinToken)
+        await session.execute(
+            sa.update(tokens).where(tokens.c.id == plan.token_id).values(used_at=now)
+        )
+    return True
+
+
+async def _side_effects(
+    session: AsyncSession, plan: _Plan, exc: MessengerError, *, now: datetime
+) -> None:
+    cls = exc.error_class
+    if cls is ErrorClass.RECIPIENT_UNAVAILABLE and plan.identity_id is not None:
+        identities = table_of(MessengerIdentity)
+        await session.execute(
+            sa.update(identities)
+            .where(identities.c.id == plan.identity_id)
+            .values(unavailable_until=now + UNAVAILABLE_FOR)
+        )
+    if cls.pauses_page and plan.page_id is not None:
+        pages = table_of(Page)
+        await session.execute(
+            sa.update(pages)
+            .where(pages.c.page_id == plan.page_id, pages.c.paused_at.is_(None))
+            .values(paused_at=now, paused_reason=f"{type(exc).__name__}: {exc.message}"[:200])
+        )
+    if cls.removes_token and plan.token_id is not None:
+        tokens = table_of(OptinToken)
+        await session.execute(sa.delete(tokens).where(tokens.c.id == plan.token_id))
+
+
+async def dispatch_once(
+    sessions: async_sessionmaker[AsyncSession],
+    keyring: KeyRing,
+    messenger: MessengerClient,
+    *,
+    worker_id: str,
+    clock: Callable[[], datetime],
+    settings: DispatchSettings | None = None,
+) -> int:
+    """One round: release expired leases, claim a batch, process each. Returns how many were
+    processed. Each delivery uses short transactions around (never across) its provider call."""
+    settings = settings or DispatchSettings()
+    async with transaction(sessions) as session:
+        await release_expired_leases(session, now=clock())
+        claimed = await claim_due(
+            session,
+            worker_id=worker_id,
+            now=clock(),
+            limit=settings.batch,
+            lease=settings.lease,
+        )
+    for delivery_id in claimed:
+        await _process(
+            sessions,
+            keyring,
+            messenger,
+            delivery_id,
+            worker_id=worker_id,
+            clock=clock,
+            settings=settings,
+        )
+    return len(claimed)
+
+
+async def _process(
+    sessions: async_sessionmaker[AsyncSession],
+    keyring: KeyRing,
+    messenger: MessengerClient,
+    delivery_id: str,
+    *,
+    worker_id: str,
+    clock: Callable[[], datetime],
+    settings: DispatchSettings,
+) -> None:
+    async with transaction(sessions) as session:
+        delivery = await session.get(Delivery, delivery_id)
+        assert delivery is not None
+        try:
+            plan = await _plan(session, keyring, delivery, now=clock(), settings=settings)
+        except Exception as exc:
+            log.exception("planning failed", extra={"delivery_id": delivery_id})
+            plan = _Plan(
+                delivery_id,
+                delivery.kind,
+                Outcome(
+                    State.FAILED, Reason.FAILED_RENDER.value, error={"message": str(exc)[:500]}
+                ),
+                attempts=delivery.attempts,
+            )
+    if plan.outcome is not None:
+        async with transaction(sessions) as session:
+            await _record(session, plan, plan.outcome, worker_id=worker_id, now=clock())
+        return
+    assert plan.page_id and plan.access_token and plan.graph_api_version and plan.body
+    error: MessengerError | None = None
+    try:
+        receipt = await messenger.send_once(
+            plan.page_id, plan.access_token, plan.graph_api_version, plan.body
+        )
+        outcome = Outcome(State.SENT, _sent_reason(plan), "messenger", receipt.message_id)
+    except MessengerError as exc:
+        error = exc
+        outcome = _after_failure(plan, exc, now=clock(), settings=settings)
+        if exc.maybe_delivered and outcome.state is State.PENDING:
+            log.info(
+                "send may have gone out; echoes are checked before the retry",
+                extra={"delivery_id": delivery_id},
+            )
+    async with transaction(sessions) as session:
+        if error is not None and outcome.state is State.PENDING:
+            echoed = await _echoed_mid(session, delivery_id)
+            if echoed is not None:
+                # Meta accepted the timed-out send: its echo carried our delivery id.
+                outcome = Outcome(State.SENT, _sent_reason(plan), "messenger", echoed)
+                error = None
+        await _record(session, plan, outcome, worker_id=worker_id, now=clock(), exc=error)
+
+
+def _sent_reason(plan: _Plan) -> str:
+    assert plan.context is not None
+    return decide(plan.context).reason.value
+
+
+async def _echoed_mid(session: AsyncSession, delivery_id: str) -> str | None:
+    table = table_of(Delivery)
+    return (
+        await session.execute(
+            sa.select(table.c.provider_message_id).where(table.c.id == delivery_id)
+        )
+    ).scalar_one_or_none()
