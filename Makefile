@@ -28,7 +28,7 @@ migrate: $(RUNTIME_STAMP)
 	$(BIN)/outreach migrate
 
 ## make test: ruff, mypy (strict) and the whole pytest suite on SQLite and PostgreSQL
-test: $(DEV_STAMP) postgres
+test: $(DEV_STAMP) postgres browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -41,7 +41,7 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(DEV_STAMP) postgres
+pytest: $(DEV_STAMP) postgres browser-deps
 	$(BIN)/pytest
 
 # PostgreSQL runs on every machine of this project; start it if it has stopped.
@@ -53,7 +53,7 @@ postgres:
 
 # Debian's Chromium for the browser tests (Playwright drives it; never `playwright install`).
 browser-deps:
-	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -10,8 +10,10 @@ from fastapi import FastAPI
 
 from orchestrator.api import (
     contacts,
+    email_events,
     health,
     imports,
+    links,
     messaging,
     pages,
     problems,
@@ -81,5 +83,7 @@ def create_app(
     app.include_router(pages.apps_router)
     app.include_router(pages.pages_router)
     app.include_router(messaging.router)
+    app.include_router(email_events.router)
     app.include_router(webhooks.router)
+    app.include_router(links.router)
     return app

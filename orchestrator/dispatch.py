@@ -13,6 +13,7 @@ requests); campaign steps and email join it in later issues.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable
@@ -70,6 +71,9 @@ class DispatchSettings:
     backoff_base: timedelta = timedelta(seconds=2)
     backoff_cap: timedelta = timedelta(minutes=10)
     takeover_quiet: timedelta = timedelta(hours=24)
+    # Deliveries of one batch in flight at once (each with its own short transactions); 1 for
+    # sessions bound to a single connection, as in the rolled-back test transaction.
+    concurrency: int = 1
     random: Callable[[], float] = field(default=random.random)
 
     def backoff(self, attempt: int) -> timedelta:
@@ -399,16 +403,21 @@ async def dispatch_once(
             limit=settings.batch,
             lease=settings.lease,
         )
-    for delivery_id in claimed:
-        await _process(
-            sessions,
-            keyring,
-            messenger,
-            delivery_id,
-            worker_id=worker_id,
-            clock=clock,
-            settings=settings,
-        )
+    gate = asyncio.Semaphore(settings.concurrency)
+
+    async def one(delivery_id: str) -> None:
+        async with gate:
+            await _process(
+                sessions,
+                keyring,
+                messenger,
+                delivery_id,
+                worker_id=worker_id,
+                clock=clock,
+                settings=settings,
+            )
+
+    await asyncio.gather(*(one(delivery_id) for delivery_id in claimed))
     return len(claimed)
 
 

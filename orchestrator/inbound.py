@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from orchestrator import contacts
+from orchestrator import contacts, reopen
 from orchestrator.addresses import AddressInvalid, normalize_address
 from orchestrator.crypto import KeyRing
 from orchestrator.ids import new_id
@@ -50,13 +50,6 @@ _STOP = re.compile(r"^STOP[ _]NOTIFICATIONS$", re.IGNORECASE)
 _RESUME = re.compile(r"^RESUME[ _]NOTIFICATIONS$", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class InboundSettings:
-    takeover_quiet: timedelta = timedelta(hours=24)
-    email_request_text_vi: str = "Bạn cho shop xin email để nhận ưu đãi và hỗ trợ nhanh hơn nhé?"
-    email_request_text_en: str = "Could you share your email so we can send offers and help faster?"
-
-
 @dataclass
 class _Row:
     id: str
@@ -85,11 +78,9 @@ async def apply_pending(
     keyring: KeyRing,
     *,
     now: datetime,
-    settings: InboundSettings | None = None,
     limit: int = 500,
 ) -> int:
     """Apply up to `limit` pending inbox rows in event-time order; returns how many were handled."""
-    settings = settings or InboundSettings()
     inbox = table_of(WebhookInbox)
     query = (
         sa.select(inbox)
@@ -114,7 +105,7 @@ async def apply_pending(
         status, error = "applied", None
         try:
             async with session.begin_nested():
-                handled = await _apply(session, keyring, row, settings=settings, now=now)
+                handled = await _apply(session, keyring, row, now=now)
                 if not handled:
                     status = "ignored"
         except Exception as exc:  # one bad event must not block the inbox
@@ -128,9 +119,7 @@ async def apply_pending(
     return len(rows)
 
 
-async def _apply(
-    session: AsyncSession, keyring: KeyRing, row: _Row, *, settings: InboundSettings, now: datetime
-) -> bool:
+async def _apply(session: AsyncSession, keyring: KeyRing, row: _Row, *, now: datetime) -> bool:
     kind = row.event_type
     if kind == "feed":
         return await _apply_comment(session, row, now=now)
@@ -159,8 +148,20 @@ async def _apply(
     elif kind == "messaging_handovers" and "pass_thread_control" in row.payload:
         identity.takeover_released_at = _later(identity.takeover_released_at, row.event_time)
     identity.updated_at = now
-    if created and kind in ("messages", "messaging_postbacks") and not data.get("ref"):
-        await _request_email(session, identity, settings=settings, now=now)
+    has_our_ref = False
+    if kind in ("messaging_postbacks", "messaging_referrals") and isinstance(data.get("ref"), str):
+        await session.flush()
+        has_our_ref = await reopen.on_ref(
+            session,
+            keyring,
+            identity=identity,
+            token=data["ref"],
+            at=row.event_time,
+            now=now,
+            request_email=True,
+        )
+    if created and kind in ("messages", "messaging_postbacks") and not has_our_ref:
+        await reopen.ask_for_email(session, identity, now=now)
     session.add(
         InteractionEvent(
             id=new_id("ev"),
@@ -528,47 +529,3 @@ async def _apply_comment(session: AsyncSession, row: _Row, *, now: datetime) -> 
         )
     )
     return True
-
-
-async def _request_email(
-    session: AsyncSession, identity: MessengerIdentity, *, settings: InboundSettings, now: datetime
-) -> None:
-    """A new PSID that came without one of our refs is asked for its email with a `user_email`
-    quick reply, as a delivery (DESIGN section 4: no provider call without a delivery row)."""
-    contact = await session.get(Contact, identity.contact_id)
-    english = bool(contact and contact.locale and contact.locale.lower().startswith("en"))
-    deliveries = table_of(Delivery)
-    key = f"email_request:{identity.id}"
-    existing = (
-        await session.execute(
-            sa.select(deliveries.c.id).where(
-                deliveries.c.workspace_id == identity.workspace_id,
-                deliveries.c.idempotency_key == key,
-            )
-        )
-    ).first()
-    if existing is not None:
-        return
-    await session.execute(
-        sa.insert(deliveries).values(
-            id=new_id("dl"),
-            workspace_id=identity.workspace_id,
-            kind="email_request",
-            idempotency_key=key,
-            contact_id=identity.contact_id,
-            page_id=identity.page_id,
-            purpose="transactional",
-            state="pending",
-            due_at=now,
-            content={
-                "text": settings.email_request_text_en
-                if english
-                else settings.email_request_text_vi,
-                "quick_replies": [{"content_type": "user_email"}],
-                "is_reply": True,
-            },
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-    )

@@ -440,3 +440,16 @@ class ContactImportError(SQLModel, table=True):
     line: int = Field(primary_key=True)
     field: str = Field(primary_key=True, max_length=100)
     message: str = Field(max_length=500)
+
+
+class LinkBinding(SQLModel, table=True):
+    """Which PSID a ref bound, so a ref binds at most one PSID (DESIGN section 6)."""
+
+    __tablename__ = "link_bindings"
+
+    ref_hash: str = Field(primary_key=True, max_length=64)
+    workspace_id: str = _ws_fk()
+    page_id: str = Field(max_length=64)
+    psid: str = Field(max_length=64)
+    contact_id: str = Field(max_length=32)
+    created_at: datetime = _created()

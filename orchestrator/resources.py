@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from channels.messenger import MessengerClient, SlidingWindowLimiter, build_http_client
+from channels.messenger import MessengerClient, SlidingWindowLimiter
+from channels.messenger.client import build_http_clients
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.crypto import KeyRing
 from orchestrator.db import create_engine, session_factory
 from orchestrator.settings import Settings, resolve_secret_keys
+from orchestrator.webhooks import RoutingCache
 
 
 @dataclass
@@ -23,6 +25,7 @@ class Resources:
     clock: Clock
     messenger: MessengerClient
     owns_engine: bool = field(default=True)
+    webhook_routing: RoutingCache = field(default_factory=RoutingCache)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -46,11 +49,14 @@ def build_resources(
     the_engine = engine or create_engine(settings)
     closers: list[Callable[[], Awaitable[None]]] = []
     if messenger is None:
-        http = build_http_client()
-        closers.append(http.aclose)
+        # Several small clients ("lanes"): one big httpx pool collapses under load
+        # (encode/httpx#3215); at 100 ms of latency a Page needs ~30-45 requests in flight.
+        lanes = build_http_clients(max_in_flight=settings.graph_max_in_flight)
+        closers.extend(lane.aclose for lane in lanes)
         messenger = MessengerClient(
-            http,
+            lanes,
             graph_api_url=settings.graph_api_url,
+            max_in_flight=settings.graph_max_in_flight,
             # Per Page, in this process; "Scale-out" replaces it with a database lease.
             rate_limiter=SlidingWindowLimiter(settings.page_send_rate),
         )

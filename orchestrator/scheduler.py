@@ -117,14 +117,7 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
     settings = resources.settings
 
     async def apply_inbox(session: AsyncSession, now: datetime) -> None:
-        await inbound.apply_pending(
-            session,
-            resources.keyring,
-            now=now,
-            settings=inbound.InboundSettings(
-                takeover_quiet=timedelta(seconds=settings.takeover_quiet_seconds)
-            ),
-        )
+        await inbound.apply_pending(session, resources.keyring, now=now)
 
     async def expire_idempotency(session: AsyncSession, now: datetime) -> None:
         await idempotency.expire(session, now=now)
@@ -140,6 +133,7 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
             settings=dispatcher.DispatchSettings(
                 lease=timedelta(seconds=settings.lease_seconds),
                 takeover_quiet=timedelta(seconds=settings.takeover_quiet_seconds),
+                concurrency=settings.dispatch_concurrency,
             ),
         )
 

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     inbox_interval_seconds: float = Field(default=1.0, gt=0)
     dispatch_interval_seconds: float = Field(default=1.0, gt=0)
     lease_seconds: int = Field(default=60, ge=1)
+    dispatch_concurrency: int = Field(default=32, ge=1)
     page_send_rate: int = Field(default=300, ge=1)
+    graph_max_in_flight: int = Field(default=45, ge=1)
     """Send API calls per second per Page (reference section 7: 300)."""
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     db_pool_size: int = Field(default=10, ge=1)

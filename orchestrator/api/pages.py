@@ -192,6 +192,7 @@ async def read_app(
 async def patch_app(
     app_id: str,
     body: MessengerAppUpdate,
+    background: BackgroundTasks,
     session: SessionDep,
     resources: ResourcesDep,
     workspace_id: WorkspaceIdDep,
@@ -207,6 +208,9 @@ async def patch_app(
         verify_token=body.verify_token.get_secret_value() if body.verify_token else None,
         now=now,
     )
+    # Forget now and again once committed, so no request in between re-caches the old secret.
+    resources.webhook_routing.forget(app_id)
+    background.add_task(resources.webhook_routing.forget, app_id)
     return _app_public(app, resources)
 
 

@@ -46,6 +46,7 @@ async def receive(
         raw_body=raw,
         signature=request.headers.get("x-hub-signature-256"),
         now=now,
+        cache=resources.webhook_routing,
     )
     return Response(
         content=f'{{"stored":{stored},"duplicates":{duplicates}}}', media_type="application/json"

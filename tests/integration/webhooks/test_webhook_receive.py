@@ -226,3 +226,34 @@ async def test_batched_events_each_get_a_row(
     assert delivery.status_code == 200
     rows = await inbox(sessions)
     assert sorted(r["event_type"] for r in rows) == ["message_reads", "messages", "messages"]
+
+
+async def test_a_rotated_secret_takes_effect_at_once(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    wired: GraphEmulator,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    psid = wired.add_person(PAGE_ID)
+    await wired.person_writes(PAGE_ID, psid, "trước")
+    rotated = await client.patch(
+        f"/v1/messenger-apps/{APP_ID}",
+        headers=tenant.headers,
+        json={"app_secret": "rotated-secret-9"},
+    )
+    assert rotated.status_code == 200
+    body = json.dumps(
+        {"object": "page", "entry": [{"id": PAGE_ID, "time": 1, "messaging": []}]}
+    ).encode()
+    old = await client.post(
+        f"/webhooks/messenger/{APP_ID}",
+        content=body,
+        headers={"X-Hub-Signature-256": sign(body, APP_SECRET)},
+    )
+    assert old.status_code == 403
+    new = await client.post(
+        f"/webhooks/messenger/{APP_ID}",
+        content=body,
+        headers={"X-Hub-Signature-256": sign(body, "rotated-secret-9")},
+    )
+    assert new.status_code == 200

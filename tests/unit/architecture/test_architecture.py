@@ -11,8 +11,18 @@ ROOT = Path(__file__).resolve().parents[3]
 PURE = [
     "orchestrator/policy",
     "orchestrator/errors.py",
+    "orchestrator/consent.py",
+    "orchestrator/delivery_states.py",
+    "orchestrator/links.py",
+    "orchestrator/imports/parsing.py",
+    "orchestrator/imports/validation.py",
     "channels/messenger/payloads.py",
     "channels/messenger/errors.py",
+    "channels/messenger/webhooks.py",
+    "channels/sandbox/signature.py",
+    "channels/sandbox/send_validation.py",
+    "channels/sandbox/webhook_events.py",
+    "channels/sandbox/messaging_window.py",
 ]
 IO_MODULES = {
     "sqlalchemy", "sqlmodel", "httpx", "httpcore", "fastapi", "starlette", "aiosmtplib",
