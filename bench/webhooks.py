@@ -155,7 +155,7 @@ def main() -> None:
         "OUTREACH_DATABASE_URL": database_url,
         "OUTREACH_SECRET_KEY": "bench-secret-" + "b" * 40,
         "OUTREACH_GRAPH_API_URL": "http://127.0.0.1:9",  # no Graph calls matter here
-        "OUTREACH_INBOX_INTERVAL_SECONDS": os.environ.get("BENCH_INBOX_INTERVAL", "0.2"),
+        "OUTREACH_INBOX_INTERVAL_SECONDS": os.environ.get("BENCH_INBOX_INTERVAL", "1.0"),
         "OUTREACH_LOG_LEVEL": "warning",
     }
     port, bare_port = free_port(), free_port()

@@ -13,7 +13,7 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.crypto import KeyRing
 from orchestrator.db import create_engine, session_factory
 from orchestrator.settings import Settings, resolve_secret_keys
-from orchestrator.webhooks import RoutingCache
+from orchestrator.webhooks import InboxBatcher, RoutingCache
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Resources:
     messenger: MessengerClient
     owns_engine: bool = field(default=True)
     webhook_routing: RoutingCache = field(default_factory=RoutingCache)
+    inbox_batcher: InboxBatcher = field(default_factory=InboxBatcher)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:

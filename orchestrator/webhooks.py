@@ -7,23 +7,26 @@ job that reads the inbox in event-time order.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channels.messenger.webhooks import (
+    InboundEvent,
     WebhookBodyInvalid,
     parse_body,
     signature_valid,
     split_events,
 )
 from orchestrator.crypto import KeyRing
-from orchestrator.db import insert_ignoring_conflicts
+from orchestrator.db import insert_ignoring_conflicts, transaction
 from orchestrator.errors import BadRequest, Forbidden
 from orchestrator.ids import new_id
 from orchestrator.messenger_apps import find_app, open_secrets
@@ -100,7 +103,16 @@ class RoutingCache:
         return found
 
 
-async def receive(
+@dataclass(frozen=True)
+class VerifiedBody:
+    app_id: str
+    raw: bytes
+    signature: str
+    events: list[InboundEvent]
+    received_at: datetime
+
+
+async def verify(
     session: AsyncSession,
     keyring: KeyRing,
     *,
@@ -108,13 +120,9 @@ async def receive(
     raw_body: bytes,
     signature: str | None,
     now: datetime,
-    cache: RoutingCache | None = None,
-) -> tuple[int, int]:
-    """Store every event of a verified body; returns (events stored, duplicates ignored).
-
-    Entries for Pages we do not know are recorded with status `dropped` and no workspace.
-    """
-    cache = cache or RoutingCache(ttl=0)
+    cache: RoutingCache,
+) -> VerifiedBody:
+    """The signature over the raw bytes first (reference 4.2), then the envelope."""
     secret = await cache.secret(session, keyring, app_id)
     valid = secret is not None and signature_valid(raw_body, signature, secret)
     if secret is not None and not valid:
@@ -126,36 +134,117 @@ async def receive(
         events = split_events(parse_body(raw_body), received_at=now)
     except WebhookBodyInvalid as exc:
         raise BadRequest(f"The webhook body is not a Messenger envelope: {exc}") from exc
-    body_id = new_id("wb")
-    await session.execute(
-        sa.insert(table_of(WebhookBody)).values(
-            id=body_id, app_id=app_id, raw=raw_body, signature=signature or "", received_at=now
+    return VerifiedBody(app_id, raw_body, signature or "", events, now)
+
+
+async def store(
+    session: AsyncSession, bodies: list[VerifiedBody], *, cache: RoutingCache
+) -> list[tuple[int, int]]:
+    """Write verified bodies and their events in the caller's transaction; per body returns
+    (events stored, duplicates ignored)."""
+    body_rows = []
+    event_rows: list[dict[str, object]] = []
+    owners = await cache.owners(session, {e.page_id for b in bodies for e in b.events})
+    for body in bodies:
+        body_id = new_id("wb")
+        body_rows.append(
+            {
+                "id": body_id,
+                "app_id": body.app_id,
+                "raw": body.raw,
+                "signature": body.signature,
+                "received_at": body.received_at,
+            }
         )
-    )
-    if not events:
-        return 0, 0
-    owners = await cache.owners(session, {e.page_id for e in events})
-    inbox = table_of(WebhookInbox)
-    rows = [
-        {
-            "id": new_id("wh"),
-            "workspace_id": owners.get(event.page_id),
-            "app_id": app_id,
-            "body_id": body_id,
-            "page_id": event.page_id or None,
-            "event_key": event.event_key,
-            "event_type": event.event_type,
-            "event_time": event.event_time,
-            "payload": json.dumps(event.payload, ensure_ascii=False, separators=(",", ":")),
-            "status": "pending" if event.page_id in owners else "dropped",
-            "received_at": now,
-            "applied_at": None if event.page_id in owners else now,
-        }
-        for event in events
-    ]
-    # RETURNING counts what was new: executemany rowcount is -1 on psycopg.
-    result = await session.execute(
-        insert_ignoring_conflicts(session, inbox, ["event_key"]).returning(inbox.c.id), rows
-    )
-    stored = len(result.all())
-    return stored, len(rows) - stored
+        for event in body.events:
+            known = event.page_id in owners
+            event_rows.append(
+                {
+                    "id": new_id("wh"),
+                    "workspace_id": owners.get(event.page_id),
+                    "app_id": body.app_id,
+                    "body_id": body_id,
+                    "page_id": event.page_id or None,
+                    "event_key": event.event_key,
+                    "event_type": event.event_type,
+                    "event_time": event.event_time,
+                    "payload": json.dumps(event.payload, ensure_ascii=False, separators=(",", ":")),
+                    "status": "pending" if known else "dropped",
+                    "received_at": body.received_at,
+                    "applied_at": None if known else body.received_at,
+                }
+            )
+    await session.execute(sa.insert(table_of(WebhookBody)), body_rows)
+    new_ids: set[object] = set()
+    if event_rows:
+        inbox = table_of(WebhookInbox)
+        # RETURNING tells which rows were new: executemany rowcount is -1 on psycopg.
+        result = await session.execute(
+            insert_ignoring_conflicts(session, inbox, ["event_key"]).returning(inbox.c.id),
+            event_rows,
+        )
+        new_ids = {row.id for row in result.all()}
+    outcome = []
+    position = 0
+    for body in bodies:
+        mine = event_rows[position : position + len(body.events)]
+        position += len(body.events)
+        stored = sum(1 for row in mine if row["id"] in new_ids)
+        outcome.append((stored, len(mine) - stored))
+    return outcome
+
+
+class InboxBatcher:
+    """Group commit for webhook acknowledgements.
+
+    Concurrent requests queue their verified bodies; the first one leads: it writes everything
+    queued in one transaction (one insert per table, one commit), resolves the others, and goes
+    on while more arrive. Every request still answers only after its events are committed, and
+    a burst costs a few commits instead of one per request. No background task: nothing to
+    start or stop.
+    """
+
+    def __init__(self, *, max_batch: int = 500) -> None:
+        self._max_batch = max_batch
+        self._queue: list[tuple[VerifiedBody, asyncio.Future[tuple[int, int]]]] = []
+        self._leading = False
+
+    async def submit(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        body: VerifiedBody,
+        *,
+        cache: RoutingCache,
+    ) -> tuple[int, int]:
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._queue.append((body, future))
+        if not self._leading:
+            self._leading = True
+            try:
+                await asyncio.sleep(0)  # let requests already in flight join this batch
+                while self._queue:
+                    batch = self._queue[: self._max_batch]
+                    del self._queue[: self._max_batch]
+                    await self._write(sessions, batch, cache=cache)
+            finally:
+                self._leading = False
+        return await future
+
+    @staticmethod
+    async def _write(
+        sessions: async_sessionmaker[AsyncSession],
+        batch: list[tuple[VerifiedBody, asyncio.Future[tuple[int, int]]]],
+        *,
+        cache: RoutingCache,
+    ) -> None:
+        try:
+            async with transaction(sessions) as session:
+                results = await store(session, [body for body, _ in batch], cache=cache)
+        except Exception as exc:  # every waiting request learns of it and answers 5xx
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
