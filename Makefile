@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint typecheck pytest migrate postgres browser-deps clean
+.PHONY: run test lint typecheck pytest migrate postgres browser-deps bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ postgres:
 # Debian's Chromium for the browser tests (Playwright drives it; never `playwright install`).
 browser-deps:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+# Postfix's smtp-sink, the SMTP sink bench/email_send.py loads (aiosmtpd tops out near 2,900/s);
+# Debian's policy-rc.d keeps the postfix daemon from starting in these containers.
+bench-deps: $(DEV_STAMP)
+	@test -x /usr/sbin/smtp-sink || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
