@@ -24,11 +24,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from channels.email import EmailError, MessageInvalid, SmtpSender
 from channels.messenger import MessengerClient, MessengerError, build_send_request
 from channels.messenger.errors import ErrorClass
 from channels.messenger.payloads import MessagingType as SendMessagingType
 from channels.messenger.payloads import Recipient
-from orchestrator import reachability
+from orchestrator import email_feedback, outbound_email, reachability, rendering
 from orchestrator.crypto import KeyRing
 from orchestrator.db import transaction
 from orchestrator.delivery_states import Event, State, sources_of, transition
@@ -64,6 +65,13 @@ UNAVAILABLE_FOR = timedelta(days=7)
 
 
 @dataclass(frozen=True)
+class EmailSettings:
+    public_url: str
+    default_from: str
+    unsubscribe_mailto: str | None = None
+
+
+@dataclass(frozen=True)
 class DispatchSettings:
     lease: timedelta = timedelta(seconds=60)
     batch: int = 100
@@ -74,6 +82,7 @@ class DispatchSettings:
     # Deliveries of one batch in flight at once (each with its own short transactions); 1 for
     # sessions bound to a single connection, as in the rolled-back test transaction.
     concurrency: int = 1
+    email: EmailSettings | None = None
     random: Callable[[], float] = field(default=random.random)
 
     def backoff(self, attempt: int) -> timedelta:
@@ -90,6 +99,7 @@ class Outcome:
     provider_message_id: str | None = None
     error: dict[str, Any] | None = None
     next_attempt_at: datetime | None = None
+    held_until: datetime | None = None
 
 
 async def release_expired_leases(session: AsyncSession, *, now: datetime) -> int:
@@ -163,6 +173,10 @@ class _Plan:
     identity_id: str | None = None
     token_id: str | None = None
     attempts: int = 0
+    email_message: bytes | None = None
+    email_sender: str | None = None
+    email_to: str | None = None
+    email_reason: str | None = None
 
 
 async def _plan(
@@ -173,7 +187,8 @@ async def _plan(
     now: datetime,
     settings: DispatchSettings,
 ) -> _Plan:
-    spec = ONE_OFF_SPECS.get(delivery.kind)
+    content = dict(delivery.content or {})
+    spec = ONE_OFF_SPECS.get(delivery.kind) or _step_spec(delivery, content)
     if spec is None:
         return _Plan(
             delivery.id, delivery.kind, Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED)
@@ -197,6 +212,18 @@ async def _plan(
         else None,
     )
     decision = decide(context)
+    if delivery.kind == "step" and decision.route is Route.EMAIL:
+        return _email_plan(
+            delivery,
+            facts,
+            page,
+            decision.reason.value,
+            keyring=keyring,
+            now=now,
+            settings=settings,
+        )
+    if decision.route is Route.NONE and delivery.kind == "step":
+        return _Plan(delivery.id, delivery.kind, _parked(decision, delivery, content, now=now))
     if decision.route is not Route.MESSENGER or page is None or identity is None:
         # One-off kinds are Messenger messages; anything else means they cannot go now.
         reason = (
@@ -204,8 +231,22 @@ async def _plan(
         )
         state = State.FAILED if reason.value.startswith("failed.") else State.SKIPPED
         return _Plan(delivery.id, delivery.kind, Outcome(state, reason.value))
-    content = dict(delivery.content or {})
     message: dict[str, Any] = {}
+    if delivery.kind == "step":
+        step_messenger = content.get("messenger") or {}
+        try:
+            message["text"] = rendering.render_messenger_text(
+                str(step_messenger.get("text", "")),
+                outbound_email.template_context(facts.contact, facts.email, page, None),
+            )
+        except rendering.RenderError as exc:
+            return _Plan(
+                delivery.id,
+                delivery.kind,
+                Outcome(State.FAILED, Reason.FAILED_RENDER.value, error={"message": str(exc)}),
+            )
+        if step_messenger.get("quick_replies"):
+            message["quick_replies"] = step_messenger["quick_replies"]
     if "text" in content:
         message["text"] = content["text"]
     if content.get("quick_replies"):
@@ -249,6 +290,91 @@ async def _plan(
         identity_id=identity.id,
         token_id=decision.token_id,
         attempts=delivery.attempts,
+    )
+
+
+def _step_spec(delivery: Delivery, content: dict[str, Any]) -> MessageSpec | None:
+    """A `step` delivery carries its step: purpose, topic, fallback, and what to send on each
+    channel (`messenger.text`, `email.subject/html/text/buttons`)."""
+    if delivery.kind != "step":
+        return None
+    try:
+        return MessageSpec(
+            purpose=Purpose(content.get("purpose", delivery.purpose)),
+            topic=delivery.topic,
+            fallback=Fallback(content.get("fallback", "email")),
+            hold_deadline=delivery.held_until,
+        )
+    except ValueError:
+        return None
+
+
+def _parked(
+    decision: Any, delivery: Delivery, content: dict[str, Any], *, now: datetime
+) -> Outcome:
+    reason = decision.reason
+    if reason is Reason.HELD_UNTIL_WINDOW:
+        wait = content.get("max_wait_seconds")
+        until = delivery.held_until or (now + timedelta(seconds=int(wait)) if wait else None)
+        return Outcome(State.HELD, reason.value, held_until=until)
+    if reason is Reason.DEFERRED_SEND_WINDOW:
+        return Outcome(State.DEFERRED, reason.value, next_attempt_at=decision.due_at)
+    state = State.FAILED if reason.value.startswith("failed.") else State.SKIPPED
+    return Outcome(state, reason.value)
+
+
+def _email_plan(
+    delivery: Delivery,
+    facts: reachability.ContactFacts,
+    page: Page | None,
+    reason: str,
+    *,
+    keyring: KeyRing,
+    now: datetime,
+    settings: DispatchSettings,
+) -> _Plan:
+    if facts.email is None or settings.email is None:
+        return _Plan(
+            delivery.id,
+            delivery.kind,
+            Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED.value),
+        )
+    link_urls = outbound_email.fallback_links(
+        keyring,
+        public_url=settings.email.public_url,
+        workspace_id=delivery.workspace_id,
+        contact_id=delivery.contact_id,
+        page_id=page.page_id if page else None,
+        email_identity_id=facts.email.id,
+        delivery_id=delivery.id,
+        now=now,
+    )
+    try:
+        message, sender = outbound_email.compose(
+            step_email=dict((delivery.content or {}).get("email") or {}),
+            context=outbound_email.template_context(facts.contact, facts.email, page, link_urls),
+            workspace=facts.workspace,
+            default_from=settings.email.default_from,
+            to_address=facts.email.address,
+            delivery_id=delivery.id,
+            unsubscribe_mailto=settings.email.unsubscribe_mailto,
+            now=now,
+        )
+    except (rendering.RenderError, MessageInvalid) as exc:
+        return _Plan(
+            delivery.id,
+            delivery.kind,
+            Outcome(State.FAILED, Reason.FAILED_RENDER.value, error={"message": str(exc)[:500]}),
+        )
+    return _Plan(
+        delivery_id=delivery.id,
+        kind=delivery.kind,
+        outcome=None,
+        attempts=delivery.attempts,
+        email_message=message,
+        email_sender=sender,
+        email_to=facts.email.address,
+        email_reason=reason,
     )
 
 
@@ -326,7 +452,13 @@ async def _record(
     else:
         values["reason"] = outcome.reason
         values["attempts"] = plan.attempts + (1 if plan.outcome is None else 0)
-    if outcome.state is State.SENT:
+    if outcome.state is State.HELD:
+        values["held_until"] = outcome.held_until
+    if outcome.state is State.DEFERRED and outcome.next_attempt_at is not None:
+        values["due_at"] = outcome.next_attempt_at
+    if outcome.state is State.SENT and outcome.channel == "email":
+        values.update(channel="email", sent_at=now, provider_message_id=outcome.provider_message_id)
+    elif outcome.state is State.SENT:
         values.update(
             channel="messenger", sent_at=now, provider_message_id=outcome.provider_message_id
         )
@@ -390,6 +522,7 @@ async def dispatch_once(
     worker_id: str,
     clock: Callable[[], datetime],
     settings: DispatchSettings | None = None,
+    email: SmtpSender | None = None,
 ) -> int:
     """One round: release expired leases, claim a batch, process each. Returns how many were
     processed. Each delivery uses short transactions around (never across) its provider call."""
@@ -415,6 +548,7 @@ async def dispatch_once(
                 worker_id=worker_id,
                 clock=clock,
                 settings=settings,
+                email=email,
             )
 
     await asyncio.gather(*(one(delivery_id) for delivery_id in claimed))
@@ -430,25 +564,17 @@ async def _process(
     worker_id: str,
     clock: Callable[[], datetime],
     settings: DispatchSettings,
+    email: SmtpSender | None = None,
 ) -> None:
-    async with transaction(sessions) as session:
-        delivery = await session.get(Delivery, delivery_id)
-        assert delivery is not None
-        try:
-            plan = await _plan(session, keyring, delivery, now=clock(), settings=settings)
-        except Exception as exc:
-            log.exception("planning failed", extra={"delivery_id": delivery_id})
-            plan = _Plan(
-                delivery_id,
-                delivery.kind,
-                Outcome(
-                    State.FAILED, Reason.FAILED_RENDER.value, error={"message": str(exc)[:500]}
-                ),
-                attempts=delivery.attempts,
-            )
+    plan = await _load_plan(sessions, keyring, delivery_id, now=clock(), settings=settings)
     if plan.outcome is not None:
         async with transaction(sessions) as session:
             await _record(session, plan, plan.outcome, worker_id=worker_id, now=clock())
+        return
+    if plan.email_message is not None:
+        await _send_email(
+            sessions, keyring, plan, email, worker_id=worker_id, clock=clock, settings=settings
+        )
         return
     assert plan.page_id and plan.access_token and plan.graph_api_version and plan.body
     error: MessengerError | None = None
@@ -473,6 +599,140 @@ async def _process(
                 outcome = Outcome(State.SENT, _sent_reason(plan), "messenger", echoed)
                 error = None
         await _record(session, plan, outcome, worker_id=worker_id, now=clock(), exc=error)
+    if error is not None and plan.kind == "step" and outcome.reason.startswith("email."):
+        # DESIGN section 5: window closed or recipient unavailable re-route the same delivery
+        # to its fallback at once: it is pending again, and the policy now says email.
+        await _reroute_to_email(
+            sessions, keyring, delivery_id, error, worker_id, clock, settings, email
+        )
+
+
+async def _load_plan(
+    sessions: async_sessionmaker[AsyncSession],
+    keyring: KeyRing,
+    delivery_id: str,
+    *,
+    now: datetime,
+    settings: DispatchSettings,
+) -> _Plan:
+    async with transaction(sessions) as session:
+        delivery = await session.get(Delivery, delivery_id)
+        assert delivery is not None
+        try:
+            return await _plan(session, keyring, delivery, now=now, settings=settings)
+        except Exception as exc:
+            log.exception("planning failed", extra={"delivery_id": delivery_id})
+            return _Plan(
+                delivery_id,
+                delivery.kind,
+                Outcome(
+                    State.FAILED, Reason.FAILED_RENDER.value, error={"message": str(exc)[:500]}
+                ),
+                attempts=delivery.attempts,
+            )
+
+
+async def _reroute_to_email(
+    sessions: async_sessionmaker[AsyncSession],
+    keyring: KeyRing,
+    delivery_id: str,
+    error: MessengerError,
+    worker_id: str,
+    clock: Callable[[], datetime],
+    settings: DispatchSettings,
+    email: SmtpSender | None,
+) -> None:
+    async with transaction(sessions) as session:
+        delivery = await session.get(Delivery, delivery_id)
+        assert delivery is not None
+        facts = await reachability.load_facts(
+            session, workspace_id=delivery.workspace_id, contact_id=delivery.contact_id
+        )
+        page = facts.pages.get(delivery.page_id or "")
+        plan = _email_plan(
+            delivery,
+            facts,
+            page,
+            delivery.reason or Reason.EMAIL_WINDOW_CLOSED.value,
+            keyring=keyring,
+            now=clock(),
+            settings=settings,
+        )
+    if plan.email_message is not None:
+        await _send_email(
+            sessions, keyring, plan, email, worker_id=worker_id, clock=clock, settings=settings
+        )
+
+
+async def _send_email(
+    sessions: async_sessionmaker[AsyncSession],
+    keyring: KeyRing,
+    plan: _Plan,
+    email: SmtpSender | None,
+    *,
+    worker_id: str,
+    clock: Callable[[], datetime],
+    settings: DispatchSettings,
+) -> None:
+    assert plan.email_message is not None
+    assert plan.email_sender is not None
+    assert plan.email_to is not None
+    assert plan.email_reason is not None
+    failure: EmailError | None = None
+    if email is None:
+        outcome = Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED.value)
+    else:
+        try:
+            await email.send(
+                plan.email_message, sender=plan.email_sender, recipients=[plan.email_to]
+            )
+            outcome = Outcome(
+                State.SENT, plan.email_reason, "email", _message_id(plan.email_message)
+            )
+        except EmailError as exc:
+            failure = exc
+            outcome = _after_email_failure(plan, exc, now=clock(), settings=settings)
+    async with transaction(sessions) as session:
+        await _record(session, plan, outcome, worker_id=worker_id, now=clock())
+        if failure is not None and failure.error_class.bounces:
+            delivery = await session.get(Delivery, plan.delivery_id)
+            assert delivery is not None
+            await email_feedback.record_feedback(
+                session,
+                keyring,
+                workspace_id=delivery.workspace_id,
+                kind="bounce",
+                address=plan.email_to,
+                occurred_at=clock(),
+                now=clock(),
+            )
+
+
+def _message_id(message: bytes) -> str | None:
+    for line in message.split(b"\r\n"):
+        if line.lower().startswith(b"message-id:"):
+            return line.split(b":", 1)[1].strip().decode()
+        if not line:
+            break
+    return None
+
+
+def _after_email_failure(
+    plan: _Plan, exc: EmailError, *, now: datetime, settings: DispatchSettings
+) -> Outcome:
+    error = exc.as_dict()
+    if exc.error_class.retryable:
+        attempt = plan.attempts + 1
+        if attempt >= settings.max_attempts:
+            return Outcome(State.FAILED, Reason.FAILED_RETRIES_EXHAUSTED.value, error=error)
+        return Outcome(
+            State.PENDING, "retry", error=error, next_attempt_at=now + settings.backoff(attempt)
+        )
+    if exc.error_class.bounces:
+        return Outcome(State.SKIPPED, Reason.SKIPPED_BOUNCED.value, error=error)
+    if exc.error_class.pauses_channel:
+        return Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED.value, error=error)
+    return Outcome(State.FAILED, Reason.FAILED_RENDER.value, error=error)
 
 
 def _sent_reason(plan: _Plan) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from channels.email import SmtpSender
 from channels.messenger import MessengerClient, SlidingWindowLimiter
 from channels.messenger.client import build_http_clients
 from orchestrator.clock import Clock, SystemClock
@@ -24,6 +25,7 @@ class Resources:
     keyring: KeyRing
     clock: Clock
     messenger: MessengerClient
+    email: SmtpSender
     owns_engine: bool = field(default=True)
     webhook_routing: RoutingCache = field(default_factory=RoutingCache)
     inbox_batcher: InboxBatcher = field(default_factory=InboxBatcher)
@@ -43,6 +45,7 @@ def build_resources(
     sessions: async_sessionmaker[AsyncSession] | None = None,
     clock: Clock | None = None,
     messenger: MessengerClient | None = None,
+    email: SmtpSender | None = None,
 ) -> Resources:
     """Tests pass their own engine (and a session factory bound to a rolled-back connection)
     and channel clients pointed at the emulators."""
@@ -61,6 +64,17 @@ def build_resources(
             # Per Page, in this process; "Scale-out" replaces it with a database lease.
             rate_limiter=SlidingWindowLimiter(settings.page_send_rate),
         )
+    if email is None:
+        email = SmtpSender(
+            settings.smtp_host,
+            settings.smtp_port,
+            tls=settings.smtp_tls,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            pool_size=settings.smtp_pool_size,
+            max_per_second=settings.smtp_max_per_second,
+        )
+        closers.append(email.close)
     return Resources(
         settings=settings,
         engine=the_engine,
@@ -68,6 +82,7 @@ def build_resources(
         keyring=KeyRing(current, retired),
         clock=clock or SystemClock(settings.clock_offset),
         messenger=messenger,
+        email=email,
         owns_engine=engine is None,
         closers=closers,
     )

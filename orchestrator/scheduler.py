@@ -134,7 +134,13 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
                 lease=timedelta(seconds=settings.lease_seconds),
                 takeover_quiet=timedelta(seconds=settings.takeover_quiet_seconds),
                 concurrency=settings.dispatch_concurrency,
+                email=dispatcher.EmailSettings(
+                    public_url=settings.public_url,
+                    default_from=settings.email_from,
+                    unsubscribe_mailto=settings.unsubscribe_mailto,
+                ),
             ),
+            email=resources.email,
         )
 
     async def process_imports(_session: AsyncSession, _now: datetime) -> None:

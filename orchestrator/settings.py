@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_pool_size: int = Field(default=4, ge=1)
+    smtp_max_per_second: float | None = Field(default=None, gt=0)
     email_from: str = "Outreach <outreach@localhost>"
     unsubscribe_mailto: str | None = None
 
