@@ -11,7 +11,7 @@ import typer
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrator import apikeys, migrate, workspaces
+from orchestrator import apikeys, channel_pauses, migrate, workspaces
 from orchestrator.app import create_app
 from orchestrator.bootstrap import ensure_default_workspace
 from orchestrator.db import transaction
@@ -26,6 +26,8 @@ workspace_app = typer.Typer(no_args_is_help=True, help="Manage workspaces (tenan
 apikey_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(apikey_app, name="apikey")
+email_app = typer.Typer(no_args_is_help=True, help="The email channel.")
+app.add_typer(email_app, name="email")
 
 
 def _resources() -> Resources:
@@ -170,6 +172,19 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_
 
     _run(work)
     typer.echo(f"revoked {key_id}")
+
+
+@email_app.command("resume")
+def email_resume() -> None:
+    """Resume email sending after a pause (fix the relay settings first)."""
+
+    async def work(resources: Resources) -> bool:
+        async def resume(session: AsyncSession) -> bool:
+            return await channel_pauses.resume(session, channel=channel_pauses.EMAIL)
+
+        return await _in_transaction(resources, resume)
+
+    typer.echo("email sending resumed" if _run(work) else "email sending was not paused")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from channels.messenger import MessengerClient, MessengerError, build_send_reque
 from channels.messenger.errors import ErrorClass
 from channels.messenger.payloads import MessagingType as SendMessagingType
 from channels.messenger.payloads import Recipient
-from orchestrator import email_feedback, outbound_email, reachability, rendering
+from orchestrator import channel_pauses, email_feedback, outbound_email, reachability, rendering
 from orchestrator.crypto import KeyRing
 from orchestrator.db import transaction
 from orchestrator.delivery_states import Event, State, sources_of, transition
@@ -679,6 +679,25 @@ async def _send_email(
     assert plan.email_to is not None
     assert plan.email_reason is not None
     failure: EmailError | None = None
+    async with sessions() as session:
+        paused = await channel_pauses.paused_reason(session, channel=channel_pauses.EMAIL)
+    if paused is not None:
+        # The relay is paused: wait (not an attempt), look again later.
+        outcome = Outcome(
+            State.PENDING,
+            "retry",
+            error={"message": f"email paused: {paused}"},
+            next_attempt_at=clock() + settings.backoff_cap,
+        )
+        async with transaction(sessions) as session:
+            await _record(
+                session,
+                replace(plan, attempts=plan.attempts - 1),
+                outcome,
+                worker_id=worker_id,
+                now=clock(),
+            )
+        return
     if email is None:
         outcome = Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED.value)
     else:
@@ -694,6 +713,13 @@ async def _send_email(
             outcome = _after_email_failure(plan, exc, now=clock(), settings=settings)
     async with transaction(sessions) as session:
         await _record(session, plan, outcome, worker_id=worker_id, now=clock())
+        if failure is not None and failure.error_class.pauses_channel:
+            await channel_pauses.pause(
+                session,
+                channel=channel_pauses.EMAIL,
+                reason=f"{type(failure).__name__}: {failure}",
+                now=clock(),
+            )
         if failure is not None and failure.error_class.bounces:
             delivery = await session.get(Delivery, plan.delivery_id)
             assert delivery is not None

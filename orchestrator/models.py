@@ -453,3 +453,14 @@ class LinkBinding(SQLModel, table=True):
     psid: str = Field(max_length=64)
     contact_id: str = Field(max_length=32)
     created_at: datetime = _created()
+
+
+class ChannelPause(SQLModel, table=True):
+    """A channel stopped for every workspace until an operator resumes it (e.g. the SMTP relay
+    refused our credentials): sends wait instead of failing one by one."""
+
+    __tablename__ = "channel_pauses"
+
+    channel: str = Field(primary_key=True, max_length=32)
+    reason: str = Field(max_length=500)
+    paused_at: datetime = _created()

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from orchestrator import channel_pauses
 from orchestrator.api.deps import ResourcesDep
 from orchestrator.migrate import head_revision
 
@@ -33,6 +34,11 @@ async def readyz(resources: ResourcesDep) -> JSONResponse:
         checks["database"] = "ok"
         checks["migrations"] = "current" if revision == head_revision() else f"at {revision}"
         ready = revision == head_revision()
+        if ready:
+            async with resources.sessions() as session:
+                paused = await channel_pauses.paused_reason(session, channel=channel_pauses.EMAIL)
+            # A paused relay is reported, not "not ready": the API and Messenger still work.
+            checks["email"] = "ok" if paused is None else f"paused: {paused}"
     except Exception as exc:  # a probe reports, it does not raise
         checks["database"] = f"unreachable: {type(exc).__name__}"
         ready = False

@@ -290,3 +290,141 @@ async def test_a_rejected_recipient_marks_the_address_bounced(
     after = (await client.get(f"/v1/contacts/{contact['id']}", headers=tenant.headers)).json()
     assert after["email"]["status"] == "bounced"
     assert inbox.messages == []
+
+
+async def email_step_for(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: Tenant,
+    address: str,
+) -> str:
+    contact = (
+        await client.post(
+            "/v1/contacts",
+            headers=tenant.headers,
+            json={"email": address, "consent_source": "popup", "consent_at": T0.isoformat()},
+        )
+    ).json()
+    return await step(sessions, tenant, contact["id"], fallback="email", text="x", email=STEP_EMAIL)
+
+
+async def state_of(sessions: async_sessionmaker[AsyncSession], delivery_id: str) -> Delivery:
+    async with sessions() as s:
+        delivery = await s.get(Delivery, delivery_id)
+    assert delivery is not None
+    return delivery
+
+
+async def test_relay_down_for_two_retry_intervals_then_sent_once_with_the_same_id(
+    wired: GraphEmulator,  # noqa: F811
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    resources: Resources,
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    sender = SmtpSender("127.0.0.1", port, tls="none", pool_size=1, timeout=2)
+    delivery_id = await email_step_for(client, sessions, tenant, "hoa@example.com")
+    try:
+        for interval in (1, 2):  # nothing listens on the port: connection refused
+            await run_dispatch(resources, clock, sender)
+            delivery = await state_of(sessions, delivery_id)
+            assert (delivery.state, delivery.attempts) == ("pending", interval)
+            assert delivery.last_error is not None
+            assert delivery.next_attempt_at is not None
+            clock.set(delivery.next_attempt_at)
+        inbox = Inbox()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            await run_dispatch(resources, clock, sender)
+        finally:
+            controller.stop()
+    finally:
+        await sender.close()
+    delivery = await state_of(sessions, delivery_id)
+    assert (delivery.state, delivery.channel, delivery.attempts) == ("sent", "email", 3)
+    [(_, _, raw)] = inbox.messages
+    assert parsed(raw)["Message-ID"] == f"<{delivery_id}@aodaihong.vn>"
+
+
+async def test_a_temporary_refusal_is_retried_with_the_same_message_id(
+    wired: GraphEmulator,  # noqa: F811
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    resources: Resources,
+    smtp: SmtpSender,
+    smtp_server: tuple[Inbox, int],
+) -> None:
+    inbox, _ = smtp_server
+    answers = ["451 4.3.0 Try again later"]
+
+    async def data(server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        if answers:
+            return answers.pop()
+        return await Inbox.handle_DATA(inbox, server, session, envelope)
+
+    inbox.handle_DATA = data  # type: ignore[method-assign]
+    delivery_id = await email_step_for(client, sessions, tenant, "minh@example.com")
+    await run_dispatch(resources, clock, smtp)
+    first = await state_of(sessions, delivery_id)
+    assert first.state == "pending"
+    assert first.last_error is not None
+    assert first.next_attempt_at is not None
+    clock.set(first.next_attempt_at)
+    await run_dispatch(resources, clock, smtp)
+    assert (await state_of(sessions, delivery_id)).state == "sent"
+    [(_, _, raw)] = inbox.messages
+    assert parsed(raw)["Message-ID"] == f"<{delivery_id}@aodaihong.vn>"
+
+
+async def test_a_relay_refusing_our_credentials_pauses_email_and_says_so(
+    wired: GraphEmulator,  # noqa: F811
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    resources: Resources,
+    smtp: SmtpSender,
+    smtp_server: tuple[Inbox, int],
+) -> None:
+    from orchestrator import channel_pauses
+
+    inbox, _ = smtp_server
+
+    refusing = [True]
+
+    async def refuse(
+        server: SMTPServer, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if refusing:
+            return "550 5.7.1 Relaying denied"
+        envelope.mail_from = address
+        return "250 2.1.0 Ok"
+
+    inbox.handle_MAIL = refuse  # type: ignore[attr-defined]
+    first = await email_step_for(client, sessions, tenant, "a@example.com")
+    await run_dispatch(resources, clock, smtp)
+    failed = await state_of(sessions, first)
+    assert (failed.state, failed.reason) == ("failed", "failed.channel_misconfigured")
+    ready = (await client.get("/readyz")).json()
+    assert ready["checks"]["email"].startswith("paused: ChannelMisconfigured")
+    contact_b = await email_step_for(client, sessions, tenant, "b@example.com")
+    await run_dispatch(resources, clock, smtp)
+    waiting = await state_of(sessions, contact_b)
+    assert (waiting.state, waiting.attempts) == ("pending", 0)
+    after = (await client.get("/v1/contacts", headers=tenant.headers)).json()["data"]
+    assert {c["email"]["status"] for c in after} == {"subscribed"}  # never a bounce
+    async with sessions() as s, s.begin():
+        assert await channel_pauses.resume(s, channel=channel_pauses.EMAIL)
+    refusing.clear()
+    assert waiting.next_attempt_at is not None
+    clock.set(waiting.next_attempt_at)
+    await run_dispatch(resources, clock, smtp)
+    final = await state_of(sessions, contact_b)
+    assert final.state == "sent", (final.reason, final.last_error)

@@ -193,7 +193,7 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "migrations": "current"}
+    assert ready.json()["checks"] == {"database": "ok", "migrations": "current", "email": "ok"}
 
 
 async def test_openapi_lists_the_routes(client: httpx.AsyncClient) -> None:
