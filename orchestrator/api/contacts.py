@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
 from orchestrator import contacts, reachability
+from orchestrator.api.audience_query import AudienceQueryDep
 from orchestrator.api.deps import (
     IdempotencyDep,
     NowDep,
@@ -18,7 +19,6 @@ from orchestrator.api.deps import (
     SessionDep,
     WorkspaceIdDep,
 )
-from orchestrator.audience import AudienceFilter
 from orchestrator.schemas import InputModel, ListPage, OutputModel
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
@@ -157,10 +157,6 @@ def _public(view: contacts.ContactView) -> ContactPublic:
     return ContactPublic.model_validate(view, from_attributes=True)
 
 
-def _split(values: list[str]) -> list[str]:
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
 def _data(body: ContactCreate, ip: str | None, user_agent: str | None) -> contacts.ContactData:
     return contacts.ContactData(
         email=body.email,
@@ -208,26 +204,11 @@ async def create_contact(
 async def list_contacts(
     session: SessionDep,
     workspace_id: WorkspaceIdDep,
-    tags_any: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
-    tags_all: Annotated[list[str], Query()] = [],  # noqa: B006
-    tags_none: Annotated[list[str], Query()] = [],  # noqa: B006
-    email_status: Annotated[
-        list[Literal["unconfirmed", "subscribed", "unsubscribed", "bounced", "complained"]], Query()
-    ] = [],  # noqa: B006
-    messenger: Literal["any", "required", "none"] = "any",
-    page_id: Annotated[str | None, Query(max_length=64)] = None,
+    audience: AudienceQueryDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ListPage[ContactPublic]:
     """Tags filters take repeated parameters or comma-separated values."""
-    audience = AudienceFilter(
-        tags_any=_split(tags_any),
-        tags_all=_split(tags_all),
-        tags_none=_split(tags_none),
-        email_status=list(email_status),
-        messenger=messenger,
-        page_id=page_id,
-    )
     views, next_cursor = await contacts.list_contacts(
         session, workspace_id=workspace_id, audience=audience, limit=limit, cursor=cursor
     )

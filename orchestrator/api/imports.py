@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from orchestrator import idempotency
+from orchestrator.api.audience_query import AudienceQueryDep
 from orchestrator.api.deps import NowDep, ResourcesDep, SessionDep, WorkspaceIdDep, get_api_key
-from orchestrator.audience import AudienceFilter
 from orchestrator.db import transaction
 from orchestrator.errors import OutreachError, UnsupportedMediaType
 from orchestrator.exports import export_text
@@ -240,10 +240,6 @@ async def import_errors(
     return StreamingResponse(lines(), media_type="application/x-ndjson; charset=utf-8")
 
 
-def _split(values: list[str]) -> list[str]:
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
 @router.get(
     "/export",
     response_class=StreamingResponse,
@@ -257,27 +253,12 @@ def _split(values: list[str]) -> list[str]:
 async def export_contacts(
     resources: ResourcesDep,
     workspace_id: WorkspaceIdDep,
+    audience: AudienceQueryDep,
     file_format: Annotated[Format, Query(alias="format")] = "csv",
-    tags_any: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
-    tags_all: Annotated[list[str], Query()] = [],  # noqa: B006
-    tags_none: Annotated[list[str], Query()] = [],  # noqa: B006
-    email_status: Annotated[
-        list[Literal["unconfirmed", "subscribed", "unsubscribed", "bounced", "complained"]], Query()
-    ] = [],  # noqa: B006
-    messenger: Literal["any", "required", "none"] = "any",
-    page_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> StreamingResponse:
     """Every matching contact (the filters of `GET /v1/contacts`) in id order, as CSV with the
     import header or as JSON Lines. CSV cells starting with = + - @ tab or CR get a leading `'`
     against spreadsheet formula injection (the import removes it); JSON Lines is unaltered."""
-    audience = AudienceFilter(
-        tags_any=_split(tags_any),
-        tags_all=_split(tags_all),
-        tags_none=_split(tags_none),
-        email_status=list(email_status),
-        messenger=messenger,
-        page_id=page_id,
-    )
     text = export_text(
         resources.sessions, workspace_id=workspace_id, audience=audience, file_format=file_format
     )
