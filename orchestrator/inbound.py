@@ -78,9 +78,13 @@ async def apply_pending(
     keyring: KeyRing,
     *,
     now: datetime,
-    limit: int = 500,
+    limit: int = 200,
 ) -> int:
-    """Apply up to `limit` pending inbox rows in event-time order; returns how many were handled."""
+    """Apply up to `limit` pending inbox rows in event-time order; returns how many were handled.
+
+    One call is one transaction: on SQLite it holds the write lock, and webhook acknowledgements
+    wait behind it, so the batch stays small enough to keep them well under Meta's 5 seconds.
+    """
     inbox = table_of(WebhookInbox)
     query = (
         sa.select(inbox)
