@@ -197,17 +197,17 @@ async def store(
 class InboxBatcher:
     """Group commit for webhook acknowledgements.
 
-    Concurrent requests queue their verified bodies; the first one leads: it writes everything
-    queued in one transaction (one insert per table, one commit), resolves the others, and goes
+    Concurrent requests queue their verified bodies; one draining task writes everything
+    queued in one transaction (one insert per table, one commit), answers the waiting requests, and goes
     on while more arrive. Every request still answers only after its events are committed, and
-    a burst costs a few commits instead of one per request. No background task: nothing to
-    start or stop.
+    a burst costs a few commits instead of one per request. The draining task lives only while
+    the queue is non-empty: nothing to start or stop.
     """
 
     def __init__(self, *, max_batch: int = 500) -> None:
         self._max_batch = max_batch
         self._queue: list[tuple[VerifiedBody, asyncio.Future[tuple[int, int]]]] = []
-        self._leading = False
+        self._drainer: asyncio.Task[None] | None = None
 
     async def submit(
         self,
@@ -218,17 +218,18 @@ class InboxBatcher:
     ) -> tuple[int, int]:
         future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
         self._queue.append((body, future))
-        if not self._leading:
-            self._leading = True
-            try:
-                await asyncio.sleep(0)  # let requests already in flight join this batch
-                while self._queue:
-                    batch = self._queue[: self._max_batch]
-                    del self._queue[: self._max_batch]
-                    await self._write(sessions, batch, cache=cache)
-            finally:
-                self._leading = False
+        if self._drainer is None or self._drainer.done():
+            # A task of its own, not the first request's coroutine: a cancelled request must not
+            # leave the others waiting. It ends as soon as the queue is empty.
+            self._drainer = asyncio.ensure_future(self._drain(sessions, cache))
         return await future
+
+    async def _drain(self, sessions: async_sessionmaker[AsyncSession], cache: RoutingCache) -> None:
+        await asyncio.sleep(0)  # let requests already in flight join this batch
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            await self._write(sessions, batch, cache=cache)
 
     @staticmethod
     async def _write(
