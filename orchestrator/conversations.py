@@ -15,9 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.messenger.payloads import one_time_notif_request
-from orchestrator import reachability
+from orchestrator import deliveries, reachability
 from orchestrator.errors import Conflict, FieldError, NotFound
-from orchestrator.ids import new_id
 from orchestrator.models import Delivery, MessengerIdentity, table_of
 from orchestrator.policy import (
     Fallback,
@@ -50,7 +49,9 @@ async def _decide(
     now: datetime,
     quiet: timedelta,
 ) -> tuple[Any, reachability.ContactFacts]:
-    facts = await reachability.load_facts(session, workspace_id=workspace_id, contact_id=contact_id)
+    facts = await reachability.load_facts(
+        session, workspace_id=workspace_id, contact_id=contact_id, page_id=page_id
+    )
     page = facts.pages.get(page_id)
     if page is None:
         raise NotFound(
@@ -77,39 +78,6 @@ async def _decide(
             extra={"reason": decision.reason.value},
         )
     return decision, facts
-
-
-async def _insert(
-    session: AsyncSession,
-    *,
-    workspace_id: str,
-    contact_id: str,
-    page_id: str,
-    kind: str,
-    purpose: str,
-    topic: str | None,
-    content: dict[str, Any],
-    idempotency_key: str | None,
-    now: datetime,
-) -> Delivery:
-    delivery = Delivery(
-        id=new_id("dl"),
-        workspace_id=workspace_id,
-        kind=kind,
-        idempotency_key=idempotency_key,
-        contact_id=contact_id,
-        page_id=page_id,
-        purpose=purpose,
-        topic=topic,
-        state="pending",
-        due_at=now,
-        content=content,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(delivery)
-    await session.flush()
-    return delivery
 
 
 async def send_human_reply(
@@ -143,7 +111,7 @@ async def send_human_reply(
         .where(identities.c.contact_id == contact_id, identities.c.page_id == page_id)
         .values(waiting_for_human_since=None)
     )
-    return await _insert(
+    delivery = await deliveries.insert_one_off(
         session,
         workspace_id=workspace_id,
         contact_id=contact_id,
@@ -152,9 +120,10 @@ async def send_human_reply(
         purpose=Purpose.HUMAN_REPLY.value,
         topic=None,
         content={"text": unicodedata.normalize("NFC", text)},
-        idempotency_key=None,
         now=now,
     )
+    assert delivery is not None
+    return delivery
 
 
 async def request_optin(
@@ -193,7 +162,7 @@ async def request_optin(
             extra={"reason": Reason.FAILED_CHANNEL_MISCONFIGURED.value},
         )
     attachment = one_time_notif_request(title, topic)
-    return await _insert(
+    delivery = await deliveries.insert_one_off(
         session,
         workspace_id=workspace_id,
         contact_id=contact_id,
@@ -202,9 +171,10 @@ async def request_optin(
         purpose=Purpose.TRANSACTIONAL.value,
         topic=topic,
         content=attachment,
-        idempotency_key=None,
         now=now,
     )
+    assert delivery is not None
+    return delivery
 
 
 async def get_delivery(session: AsyncSession, *, workspace_id: str, delivery_id: str) -> Delivery:

@@ -36,6 +36,7 @@ from orchestrator.delivery_states import Event, State, sources_of, transition
 from orchestrator.models import Delivery, MessengerIdentity, OptinToken, Page, table_of
 from orchestrator.pages import open_token
 from orchestrator.policy import (
+    Decision,
     Fallback,
     MessageSpec,
     MessengerFailure,
@@ -170,6 +171,7 @@ class _Plan:
     graph_api_version: str | None = None
     body: dict[str, Any] | None = None
     context: SendContext | None = None
+    decision: Decision | None = None
     identity_id: str | None = None
     token_id: str | None = None
     attempts: int = 0
@@ -194,7 +196,10 @@ async def _plan(
             delivery.id, delivery.kind, Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED)
         )
     facts = await reachability.load_facts(
-        session, workspace_id=delivery.workspace_id, contact_id=delivery.contact_id
+        session,
+        workspace_id=delivery.workspace_id,
+        contact_id=delivery.contact_id,
+        page_id=delivery.page_id or "",
     )
     page = facts.pages.get(delivery.page_id or "")
     identity = next((i for i in facts.identities if i.page_id == delivery.page_id), None)
@@ -287,6 +292,7 @@ async def _plan(
         graph_api_version=page.graph_api_version,
         body=body,
         context=context,
+        decision=decision,
         identity_id=identity.id,
         token_id=decision.token_id,
         attempts=delivery.attempts,
@@ -310,7 +316,7 @@ def _step_spec(delivery: Delivery, content: dict[str, Any]) -> MessageSpec | Non
 
 
 def _parked(
-    decision: Any, delivery: Delivery, content: dict[str, Any], *, now: datetime
+    decision: Decision, delivery: Delivery, content: dict[str, Any], *, now: datetime
 ) -> Outcome:
     reason = decision.reason
     if reason is Reason.HELD_UNTIL_WINDOW:
@@ -462,11 +468,12 @@ async def _record(
         values.update(
             channel="messenger", sent_at=now, provider_message_id=outcome.provider_message_id
         )
-        if plan.context is not None:
-            decision = decide(plan.context)
+        if plan.decision is not None:
             values.update(
-                messaging_type=decision.messaging_type.value if decision.messaging_type else None,
-                tag=decision.tag,
+                messaging_type=(
+                    plan.decision.messaging_type.value if plan.decision.messaging_type else None
+                ),
+                tag=plan.decision.tag,
             )
     updated = await session.execute(
         sa.update(table)
@@ -646,7 +653,10 @@ async def _reroute_to_email(
         delivery = await session.get(Delivery, delivery_id)
         assert delivery is not None
         facts = await reachability.load_facts(
-            session, workspace_id=delivery.workspace_id, contact_id=delivery.contact_id
+            session,
+            workspace_id=delivery.workspace_id,
+            contact_id=delivery.contact_id,
+            page_id=delivery.page_id or "",
         )
         page = facts.pages.get(delivery.page_id or "")
         plan = _email_plan(
@@ -762,8 +772,8 @@ def _after_email_failure(
 
 
 def _sent_reason(plan: _Plan) -> str:
-    assert plan.context is not None
-    return decide(plan.context).reason.value
+    assert plan.decision is not None
+    return plan.decision.reason.value
 
 
 async def _echoed_mid(session: AsyncSession, delivery_id: str) -> str | None:

@@ -104,7 +104,11 @@ class ContactFacts:
     pages: dict[str, Page]
 
 
-async def load_facts(session: AsyncSession, *, workspace_id: str, contact_id: str) -> ContactFacts:
+async def load_facts(
+    session: AsyncSession, *, workspace_id: str, contact_id: str, page_id: str | None = None
+) -> ContactFacts:
+    """The contact's rows; `pages` holds only `page_id` when given (a send concerns one Page),
+    every Page of the workspace otherwise (reachability picks one)."""
     contact = await session.get(Contact, contact_id)
     if contact is None or contact.workspace_id != workspace_id or contact.merged_into:
         raise ContactNotFound(f"No contact {contact_id!r}")
@@ -135,9 +139,10 @@ async def load_facts(session: AsyncSession, *, workspace_id: str, contact_id: st
             )
         ).scalars():
             tokens[token.messenger_identity_id].append(token)
-    page_rows = (
-        await session.execute(sa.select(Page).where(col(Page.workspace_id) == workspace_id))
-    ).scalars()
+    page_query = sa.select(Page).where(col(Page.workspace_id) == workspace_id)
+    if page_id is not None:
+        page_query = page_query.where(col(Page.page_id) == page_id)
+    page_rows = (await session.execute(page_query)).scalars()
     return ContactFacts(
         contact=contact,
         workspace=workspace,

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from channels.messenger.payloads import one_time_notif_request
-from orchestrator import contacts
+from orchestrator import contacts, deliveries
 from orchestrator.crypto import KeyRing
 from orchestrator.delivery_states import Event, State, sources_of, transition
 from orchestrator.ids import new_id
@@ -248,31 +248,15 @@ async def _insert_once(
     content: dict[str, object],
     now: datetime,
 ) -> None:
-    table = table_of(Delivery)
-    exists = (
-        await session.execute(
-            sa.select(table.c.id).where(
-                table.c.workspace_id == identity.workspace_id, table.c.idempotency_key == key
-            )
-        )
-    ).first()
-    if exists is not None:
-        return
-    await session.execute(
-        sa.insert(table).values(
-            id=new_id("dl"),
-            workspace_id=identity.workspace_id,
-            kind=kind,
-            idempotency_key=key,
-            contact_id=identity.contact_id,
-            page_id=identity.page_id,
-            purpose="transactional",
-            topic=topic,
-            state=State.PENDING.value,
-            due_at=now,
-            content=content,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
+    await deliveries.insert_one_off(
+        session,
+        workspace_id=identity.workspace_id,
+        contact_id=identity.contact_id,
+        page_id=identity.page_id,
+        kind=kind,
+        purpose="transactional",
+        topic=topic,
+        content=dict(content),
+        now=now,
+        idempotency_key=key,
     )
