@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from orchestrator.api import (
+    campaigns,
     contacts,
     email_events,
     health,
@@ -83,6 +84,7 @@ def create_app(
     app.include_router(pages.apps_router)
     app.include_router(pages.pages_router)
     app.include_router(messaging.router)
+    app.include_router(campaigns.router)
     app.include_router(email_events.router)
     app.include_router(webhooks.router)
     app.include_router(links.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -17,6 +18,7 @@ from orchestrator.bootstrap import ensure_default_workspace
 from orchestrator.db import transaction
 from orchestrator.errors import OutreachError
 from orchestrator.resources import Resources, build_resources
+from orchestrator.scheduler import EmbeddedScheduler, register_jobs
 from orchestrator.settings import SettingsError, get_settings
 
 T = TypeVar("T")
@@ -109,6 +111,32 @@ def serve_command(
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
     )
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run the scheduler jobs (claim and send due deliveries, start scheduled and cron runs, plan
+    runs, sweep holds and tokens, apply the webhook inbox) without the API. Any number of workers
+    may share one PostgreSQL database."""
+
+    async def work(resources: Resources) -> None:
+        if not await migrate.is_current(resources.engine):
+            typer.echo("error: the database is not migrated; run `outreach migrate`", err=True)
+            raise typer.Exit(2)
+        scheduler = EmbeddedScheduler(resources, kind="worker")
+        register_jobs(scheduler, resources)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await scheduler.start()
+        typer.echo(f"worker {scheduler.worker.id} running; Ctrl-C stops it", err=True)
+        try:
+            await stop.wait()
+        finally:
+            await scheduler.stop()
+
+    _run(work)
 
 
 @workspace_app.command("create")

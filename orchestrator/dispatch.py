@@ -29,11 +29,21 @@ from channels.messenger import MessengerClient, MessengerError, build_send_reque
 from channels.messenger.errors import ErrorClass
 from channels.messenger.payloads import MessagingType as SendMessagingType
 from channels.messenger.payloads import Recipient
+from channels.messenger.ratelimit import SlidingWindowLimiter
 from orchestrator import channel_pauses, email_feedback, outbound_email, reachability, rendering
+from orchestrator.campaigns import runs as campaign_runs
+from orchestrator.campaigns import steps as campaign_steps
 from orchestrator.crypto import KeyRing
 from orchestrator.db import transaction
 from orchestrator.delivery_states import Event, State, sources_of, transition
-from orchestrator.models import Delivery, MessengerIdentity, OptinToken, Page, table_of
+from orchestrator.models import (
+    Campaign,
+    Delivery,
+    MessengerIdentity,
+    OptinToken,
+    Page,
+    table_of,
+)
 from orchestrator.pages import open_token
 from orchestrator.policy import (
     Decision,
@@ -125,6 +135,11 @@ async def claim_due(
     busy = sa.select(table.c.contact_id).where(
         table.c.state == State.CLAIMED.value, table.c.lease_expires_at >= now
     )
+    campaigns = table_of(Campaign)
+    pages = table_of(Page)
+    # A paused campaign or Page keeps its rows pending: resuming picks them up where they were.
+    paused_campaigns = sa.select(campaigns.c.id).where(campaigns.c.status == "paused")
+    paused_pages = sa.select(pages.c.page_id).where(pages.c.paused_at.is_not(None))
     candidates = (
         sa.select(table.c.id, table.c.contact_id)
         .where(
@@ -132,6 +147,8 @@ async def claim_due(
             table.c.due_at <= now,
             sa.or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= now),
             table.c.contact_id.not_in(busy),
+            sa.or_(table.c.campaign_id.is_(None), table.c.campaign_id.not_in(paused_campaigns)),
+            sa.or_(table.c.page_id.is_(None), table.c.page_id.not_in(paused_pages)),
         )
         .order_by(table.c.due_at, table.c.id)
         .limit(limit * 4)
@@ -179,6 +196,11 @@ class _Plan:
     email_sender: str | None = None
     email_to: str | None = None
     email_reason: str | None = None
+    campaign_id: str | None = None
+    run_id: str | None = None
+    step_index: int | None = None
+    contact_id: str | None = None
+    throttle: int | None = None
 
 
 async def _plan(
@@ -189,7 +211,8 @@ async def _plan(
     now: datetime,
     settings: DispatchSettings,
 ) -> _Plan:
-    content = dict(delivery.content or {})
+    campaign = await _campaign_of(session, delivery)
+    content = _content(delivery, campaign)
     spec = ONE_OFF_SPECS.get(delivery.kind) or _step_spec(delivery, content)
     if spec is None:
         return _Plan(
@@ -216,10 +239,13 @@ async def _plan(
         if identity is not None and page is not None
         else None,
     )
-    decision = decide(context)
+    if campaign is not None:
+        context = await _campaign_context(session, context, campaign, delivery, facts, now=now)
+    decision = campaign_steps.decide_step(context, content) if campaign else decide(context)
     if delivery.kind == "step" and decision.route is Route.EMAIL:
         return _email_plan(
             delivery,
+            content,
             facts,
             page,
             decision.reason.value,
@@ -242,7 +268,9 @@ async def _plan(
         try:
             message["text"] = rendering.render_messenger_text(
                 str(step_messenger.get("text", "")),
-                outbound_email.template_context(facts.contact, facts.email, page, None),
+                outbound_email.template_context(
+                    facts.contact, facts.email, page, None, content.get("campaign_name")
+                ),
             )
         except rendering.RenderError as exc:
             return _Plan(
@@ -252,6 +280,18 @@ async def _plan(
             )
         if step_messenger.get("quick_replies"):
             message["quick_replies"] = step_messenger["quick_replies"]
+        if step_messenger.get("buttons"):
+            # Reference section 2: buttons travel in a button template, whose text is the message.
+            message = {
+                "attachment": {
+                    "type": "template",
+                    "payload": {
+                        "template_type": "button",
+                        "text": message["text"],
+                        "buttons": step_messenger["buttons"],
+                    },
+                }
+            }
     if "text" in content:
         message["text"] = content["text"]
     if content.get("quick_replies"):
@@ -299,6 +339,52 @@ async def _plan(
     )
 
 
+def _content(delivery: Delivery, campaign: Campaign | None) -> dict[str, Any]:
+    """A one-off's content is on its row; a campaign step's comes from the campaign's spec, with
+    the row's own marks (`fallback_now`) on top."""
+    content = dict(delivery.content or {})
+    if campaign is None or delivery.step_index is None:
+        return content
+    step = campaign_steps.content_of(campaign_runs.spec_of(campaign), delivery.step_index)
+    return {**step, **content}
+
+
+async def _campaign_of(session: AsyncSession, delivery: Delivery) -> Campaign | None:
+    if delivery.kind != "step" or delivery.campaign_id is None or delivery.step_index is None:
+        return None
+    return await session.get(Campaign, delivery.campaign_id)
+
+
+async def _campaign_context(
+    session: AsyncSession,
+    context: SendContext,
+    campaign: Campaign,
+    delivery: Delivery,
+    facts: reachability.ContactFacts,
+    *,
+    now: datetime,
+) -> SendContext:
+    """The campaign's part of the decision: cancelled, its send window in the contact's zone,
+    and the frequency cap over promotional sends on every channel (DESIGN section 7)."""
+    spec = campaign_runs.spec_of(campaign)
+    capped = False
+    if spec.frequency_cap is not None and context.message.purpose is Purpose.PROMOTIONAL:
+        capped = await campaign_steps.frequency_cap_reached(
+            session,
+            contact_id=delivery.contact_id,
+            cap=spec.frequency_cap,
+            period=campaign_steps.cap_period(spec),
+            now=now,
+            exclude_delivery_id=delivery.id,
+        )
+    return replace(
+        context,
+        cancelled=campaign.status == "cancelled",
+        send_window=campaign_steps.send_window_for(spec, facts.contact.timezone),
+        frequency_cap_reached=capped,
+    )
+
+
 def _step_spec(delivery: Delivery, content: dict[str, Any]) -> MessageSpec | None:
     """A `step` delivery carries its step: purpose, topic, fallback, and what to send on each
     channel (`messenger.text`, `email.subject/html/text/buttons`)."""
@@ -331,6 +417,7 @@ def _parked(
 
 def _email_plan(
     delivery: Delivery,
+    content: dict[str, Any],
     facts: reachability.ContactFacts,
     page: Page | None,
     reason: str,
@@ -357,8 +444,10 @@ def _email_plan(
     )
     try:
         message, sender = outbound_email.compose(
-            step_email=dict((delivery.content or {}).get("email") or {}),
-            context=outbound_email.template_context(facts.contact, facts.email, page, link_urls),
+            step_email=dict(content.get("email") or {}),
+            context=outbound_email.template_context(
+                facts.contact, facts.email, page, link_urls, content.get("campaign_name")
+            ),
             workspace=facts.workspace,
             default_from=settings.email.default_from,
             to_address=facts.email.address,
@@ -490,6 +579,19 @@ async def _record(
         return False
     if exc is not None:
         await _side_effects(session, plan, exc, now=now)
+    if outcome.state in (State.SENT, State.SKIPPED, State.FAILED) and plan.campaign_id:
+        assert plan.run_id and plan.step_index is not None and plan.contact_id
+        await campaign_runs.plan_next_step(
+            session,
+            delivery_id=plan.delivery_id,
+            campaign_id=plan.campaign_id,
+            run_id=plan.run_id,
+            step_index=plan.step_index,
+            contact_id=plan.contact_id,
+            reason=outcome.reason,
+            final_at=now,
+            now=now,
+        )
     if outcome.state is State.SENT and plan.token_id is not None:
         tokens = table_of(OptinToken)
         await session.execute(
@@ -578,6 +680,7 @@ async def _process(
         async with transaction(sessions) as session:
             await _record(session, plan, plan.outcome, worker_id=worker_id, now=clock())
         return
+    await _throttled(plan)
     if plan.email_message is not None:
         await _send_email(
             sessions, keyring, plan, email, worker_id=worker_id, clock=clock, settings=settings
@@ -598,6 +701,15 @@ async def _process(
                 "send may have gone out; echoes are checked before the retry",
                 extra={"delivery_id": delivery_id},
             )
+    if error is not None and error.error_class.reroutes and outcome.reason.startswith("email."):
+        # DESIGN section 5: window closed or recipient unavailable re-route the same delivery
+        # to its fallback at once; the claim is kept and the email goes out under it.
+        async with transaction(sessions) as session:
+            await _side_effects(session, plan, error, now=clock())
+        await _reroute_to_email(
+            sessions, keyring, plan, outcome.reason, worker_id, clock, settings, email
+        )
+        return
     async with transaction(sessions) as session:
         if error is not None and outcome.state is State.PENDING:
             echoed = await _echoed_mid(session, delivery_id)
@@ -606,12 +718,6 @@ async def _process(
                 outcome = Outcome(State.SENT, _sent_reason(plan), "messenger", echoed)
                 error = None
         await _record(session, plan, outcome, worker_id=worker_id, now=clock(), exc=error)
-    if error is not None and plan.kind == "step" and outcome.reason.startswith("email."):
-        # DESIGN section 5: window closed or recipient unavailable re-route the same delivery
-        # to its fallback at once: it is pending again, and the policy now says email.
-        await _reroute_to_email(
-            sessions, keyring, delivery_id, error, worker_id, clock, settings, email
-        )
 
 
 async def _load_plan(
@@ -626,7 +732,15 @@ async def _load_plan(
         delivery = await session.get(Delivery, delivery_id)
         assert delivery is not None
         try:
-            return await _plan(session, keyring, delivery, now=now, settings=settings)
+            plan = await _plan(session, keyring, delivery, now=now, settings=settings)
+            return replace(
+                plan,
+                campaign_id=delivery.campaign_id,
+                run_id=delivery.campaign_run_id,
+                step_index=delivery.step_index,
+                contact_id=delivery.contact_id,
+                throttle=await _throttle_of(session, delivery),
+            )
         except Exception as exc:
             log.exception("planning failed", extra={"delivery_id": delivery_id})
             return _Plan(
@@ -639,18 +753,40 @@ async def _load_plan(
             )
 
 
+async def _throttle_of(session: AsyncSession, delivery: Delivery) -> int | None:
+    campaign = await _campaign_of(session, delivery)
+    if campaign is None:
+        return None
+    throttle = campaign_runs.spec_of(campaign).throttle
+    return None if throttle is None else throttle.per_second
+
+
+# Per-process campaign throttles, keyed by campaign and rate (a later issue makes them global).
+_THROTTLES: dict[tuple[str, int], SlidingWindowLimiter] = {}
+
+
+async def _throttled(plan: _Plan) -> None:
+    if plan.throttle is None or plan.campaign_id is None:
+        return
+    key = (plan.campaign_id, plan.throttle)
+    limiter = _THROTTLES.get(key)
+    if limiter is None:
+        limiter = _THROTTLES[key] = SlidingWindowLimiter(rate=plan.throttle, headroom=0.0)
+    await limiter.acquire(plan.campaign_id)
+
+
 async def _reroute_to_email(
     sessions: async_sessionmaker[AsyncSession],
     keyring: KeyRing,
-    delivery_id: str,
-    error: MessengerError,
+    claimed: _Plan,
+    reason: str,
     worker_id: str,
     clock: Callable[[], datetime],
     settings: DispatchSettings,
     email: SmtpSender | None,
 ) -> None:
     async with transaction(sessions) as session:
-        delivery = await session.get(Delivery, delivery_id)
+        delivery = await session.get(Delivery, claimed.delivery_id)
         assert delivery is not None
         facts = await reachability.load_facts(
             session,
@@ -659,19 +795,25 @@ async def _reroute_to_email(
             page_id=delivery.page_id or "",
         )
         page = facts.pages.get(delivery.page_id or "")
-        plan = _email_plan(
-            delivery,
-            facts,
-            page,
-            delivery.reason or Reason.EMAIL_WINDOW_CLOSED.value,
-            keyring=keyring,
-            now=clock(),
-            settings=settings,
+        content = _content(delivery, await _campaign_of(session, delivery))
+        email_plan = _email_plan(
+            delivery, content, facts, page, reason, keyring=keyring, now=clock(), settings=settings
         )
-    if plan.email_message is not None:
-        await _send_email(
-            sessions, keyring, plan, email, worker_id=worker_id, clock=clock, settings=settings
-        )
+    # The campaign fields ride along, so the next step is planned when the email's outcome is.
+    plan = replace(
+        email_plan,
+        campaign_id=claimed.campaign_id,
+        run_id=claimed.run_id,
+        step_index=claimed.step_index,
+        contact_id=claimed.contact_id,
+    )
+    if plan.outcome is not None:
+        async with transaction(sessions) as session:
+            await _record(session, plan, plan.outcome, worker_id=worker_id, now=clock())
+        return
+    await _send_email(
+        sessions, keyring, plan, email, worker_id=worker_id, clock=clock, settings=settings
+    )
 
 
 async def _send_email(

@@ -464,3 +464,69 @@ class ChannelPause(SQLModel, table=True):
     channel: str = Field(primary_key=True, max_length=32)
     reason: str = Field(max_length=500)
     paused_at: datetime = _created()
+
+
+CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "completed", "cancelled")
+RUN_STATUSES = ("planning", "running", "completed", "cancelled")
+
+
+class Campaign(SQLModel, table=True):
+    """A campaign (DESIGN section 7). `spec` is the validated request body; the dispatcher reads a
+    step's content from it, so 100,000 deliveries do not each carry a copy.
+
+    `next_run_at` is when the scheduler starts the next run (`{"at": ...}` or the next cron
+    occurrence); `trigger_on`/`trigger_key` index trigger campaigns (`tag_added`/`vip`)."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
+        sa.Index("ix_campaigns_next_run", "status", "next_run_at"),
+        sa.Index("ix_campaigns_trigger", "workspace_id", "trigger_on", "trigger_key"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    name: str = Field(max_length=200)
+    page_id: str = Field(max_length=64)
+    purpose: str = Field(max_length=32)
+    topic: str | None = Field(default=None, max_length=100)
+    spec: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    status: str = Field(default="draft", max_length=16)
+    trigger_on: str | None = Field(default=None, max_length=32)
+    trigger_key: str | None = Field(default=None, max_length=200)
+    next_run_at: datetime | None = _maybe_time()
+    launched_at: datetime | None = _maybe_time()
+    paused_at: datetime | None = _maybe_time()
+    cancelled_at: datetime | None = _maybe_time()
+    completed_at: datetime | None = _maybe_time()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class CampaignRun(SQLModel, table=True):
+    """One launch, one scheduled or cron occurrence, or one trigger firing (DESIGN section 7).
+
+    `occurrence` is unique per campaign ("launch", "at", the cron instant, "trigger:<event>"), so
+    two workers that both see an occurrence due start one run between them."""
+
+    __tablename__ = "campaign_runs"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "occurrence", name="uq_campaign_runs_occurrence"),
+        sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        sa.Index("ix_campaign_runs_status", "status"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    campaign_id: str = Field(
+        foreign_key="campaigns.id", index=True, max_length=32, ondelete="CASCADE"
+    )
+    kind: str = Field(max_length=16)
+    occurrence: str = Field(max_length=200)
+    contact_id: str | None = Field(default=None, max_length=32)
+    status: str = Field(default="planning", max_length=16)
+    audience_count: int = Field(default=0)
+    started_at: datetime = _created()
+    planned_at: datetime | None = _maybe_time()
+    completed_at: datetime | None = _maybe_time()
+    created_at: datetime = _created()

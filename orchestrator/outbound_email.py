@@ -22,6 +22,7 @@ def template_context(
     email: EmailIdentity | None,
     page: Page | None,
     link_urls: rendering.FallbackLinks | None,
+    campaign_name: str | None = None,
 ) -> rendering.TemplateContext:
     return rendering.TemplateContext(
         contact=rendering.ContactVars(
@@ -31,6 +32,7 @@ def template_context(
             attributes=dict(contact.attributes or {}),
         ),
         page_username=page.username if page else None,
+        campaign_name=campaign_name,
         links=link_urls,
     )
 

@@ -20,6 +20,7 @@ from sqlmodel import col
 
 from orchestrator import dispatch as dispatcher
 from orchestrator import idempotency, inbound
+from orchestrator.campaigns import runs as campaign_runs
 from orchestrator.db import transaction
 from orchestrator.ids import new_id
 from orchestrator.imports import processing as imports_processing
@@ -149,6 +150,21 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
             resources.sessions, resources.keyring, resources.clock
         )
 
+    async def start_runs(session: AsyncSession, now: datetime) -> None:
+        await campaign_runs.start_due_runs(session, now=now)
+
+    async def plan_runs(_session: AsyncSession, _now: datetime) -> None:
+        # Planning commits batch by batch in its own transactions.
+        await campaign_runs.plan_pending_runs(resources.sessions, clock=resources.clock.now)
+
+    async def complete_runs(session: AsyncSession, now: datetime) -> None:
+        await campaign_runs.complete_finished(session, now=now)
+
+    scheduler.add_job(
+        "campaigns.start_runs", start_runs, seconds=settings.dispatch_interval_seconds
+    )
+    scheduler.add_job("campaigns.plan_runs", plan_runs, seconds=settings.dispatch_interval_seconds)
+    scheduler.add_job("campaigns.complete", complete_runs, seconds=5)
     scheduler.add_job("webhooks.apply", apply_inbox, seconds=settings.inbox_interval_seconds)
     scheduler.add_job("deliveries.dispatch", dispatch, seconds=settings.dispatch_interval_seconds)
     scheduler.add_job("idempotency.expire", expire_idempotency, seconds=3600)

@@ -216,6 +216,8 @@ class CampaignSpec(InputModel):
     schedule: Schedule = "now"
     send_window: SendWindowSpec | None = None
     frequency_cap: Annotated[int, Field(ge=1)] | None = None
+    # Added to DESIGN's shape: the cap counts promotional sends per contact over this period.
+    frequency_cap_period: Duration = "1d"
     throttle: Throttle | None = None
 
 
