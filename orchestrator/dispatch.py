@@ -126,6 +126,21 @@ async def release_expired_leases(session: AsyncSession, *, now: datetime) -> int
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+async def wake_deferred(session: AsyncSession, *, now: datetime) -> int:
+    """Deferred deliveries (outside their send window) whose opening has come are pending again:
+    everything is decided anew then (DESIGN section 7)."""
+    table = table_of(Delivery)
+    result = await session.execute(
+        sa.update(table)
+        .where(
+            table.c.state.in_([s.value for s in sources_of(Event.DUE)]),
+            table.c.due_at <= now,
+        )
+        .values(state=transition(State.DEFERRED, Event.DUE).value, updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def claim_due(
     session: AsyncSession, *, worker_id: str, now: datetime, limit: int, lease: timedelta
 ) -> list[str]:
@@ -638,6 +653,7 @@ async def dispatch_once(
     settings = settings or DispatchSettings()
     async with transaction(sessions) as session:
         await release_expired_leases(session, now=clock())
+        await wake_deferred(session, now=clock())
         claimed = await claim_due(
             session,
             worker_id=worker_id,

@@ -262,3 +262,180 @@ async def test_contacts_created_after_the_run_started_are_not_in_it(
         client, tenant, email="b@example.com", consent_source="import", consent_at=T0.isoformat()
     )
     assert await runs.plan_pending_runs(resources.sessions, clock=clock.now) == 1
+
+
+async def test_meta_says_window_closed_and_the_same_delivery_goes_out_by_email(
+    wired: GraphEmulator,  # noqa: F811
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    resources: Resources,
+    smtp: SmtpSender,  # noqa: F811
+    smtp_server: tuple[Inbox, int],  # noqa: F811
+) -> None:
+    from orchestrator.models import MessengerIdentity
+
+    inbox, _ = smtp_server
+    contact_id = await contact(
+        client,
+        tenant,
+        email="minh@example.com",
+        consent_source="popup",
+        consent_at=T0.isoformat(),
+    )
+    async with sessions() as s, s.begin():
+        s.add(
+            MessengerIdentity(
+                id=new_id("mi"),
+                workspace_id=tenant.workspace_id,
+                contact_id=contact_id,
+                page_id=PAGE_ID,
+                psid="psid-stale",
+                window_opened_at=T0 - timedelta(hours=1),
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+    # The emulator last heard from the person 25 hours ago (no webhook reached us).
+    await wired.person_writes(PAGE_ID, "psid-stale", "hi", at=T0 - timedelta(hours=25), post=False)
+    campaign_id = await create_campaign(
+        sessions, tenant, two_steps(steps=[two_steps()["steps"][0]])
+    )
+    await launch(sessions, campaign_id, clock)
+    await runs.plan_pending_runs(resources.sessions, clock=clock.now)
+    await drain(resources, clock, smtp)
+    [row] = (await deliveries(sessions, campaign_id)).values()
+    assert (row.state, row.channel, row.reason) == ("sent", "email", "email.window_closed")
+    assert row.last_error is None
+    assert len(inbox.messages) == 1
+    assert wired.sent_to(PAGE_ID, "psid-stale") == []
+
+
+async def test_send_window_defers_then_sends_at_the_opening(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    resources: Resources,
+    wired: GraphEmulator,  # noqa: F811
+    smtp: SmtpSender,  # noqa: F811
+    smtp_server: tuple[Inbox, int],  # noqa: F811
+) -> None:
+    inbox, _ = smtp_server
+    await contact(
+        client,
+        tenant,
+        email="d@example.com",
+        timezone="Asia/Ho_Chi_Minh",
+        consent_source="import",
+        consent_at=T0.isoformat(),
+    )
+    # T0 is 16:00 in Ho Chi Minh City; the window opens at 08:00 local (01:00 UTC) next day.
+    body = two_steps(
+        audience={"email_status": ["subscribed"]},
+        steps=[two_steps()["steps"][0]],
+        send_window={"start": "08:00", "end": "12:00"},
+    )
+    campaign_id = await create_campaign(sessions, tenant, body)
+    await launch(sessions, campaign_id, clock)
+    await runs.plan_pending_runs(resources.sessions, clock=clock.now)
+    await drain(resources, clock, smtp)
+    [row] = (await deliveries(sessions, campaign_id)).values()
+    opening = T0.replace(hour=1) + timedelta(days=1)
+    assert (row.state, row.reason, row.due_at) == ("deferred", "deferred.send_window", opening)
+    assert inbox.messages == []
+    clock.set(opening - timedelta(seconds=1))
+    await drain(resources, clock, smtp)
+    assert inbox.messages == []
+    clock.set(opening)
+    await drain(resources, clock, smtp)
+    [row] = (await deliveries(sessions, campaign_id)).values()
+    assert (row.state, row.reason) == ("sent", "email.no_messenger")
+    assert len(inbox.messages) == 1
+
+
+async def test_frequency_cap_counts_promotional_sends_across_campaigns(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    resources: Resources,
+    wired: GraphEmulator,  # noqa: F811
+    smtp: SmtpSender,  # noqa: F811
+    smtp_server: tuple[Inbox, int],  # noqa: F811
+) -> None:
+    inbox, _ = smtp_server
+    await contact(
+        client, tenant, email="f@example.com", consent_source="import", consent_at=T0.isoformat()
+    )
+    one_step = {"audience": {"email_status": ["subscribed"]}, "steps": [two_steps()["steps"][0]]}
+    first = await create_campaign(sessions, tenant, two_steps(**one_step))
+    second = await create_campaign(sessions, tenant, two_steps(**one_step, frequency_cap=1))
+    for campaign_id in (first, second):
+        await launch(sessions, campaign_id, clock)
+        await runs.plan_pending_runs(resources.sessions, clock=clock.now)
+        await drain(resources, clock, smtp)
+        clock.advance(timedelta(hours=1))
+    [sent] = (await deliveries(sessions, first)).values()
+    [capped] = (await deliveries(sessions, second)).values()
+    assert (sent.state, capped.state, capped.reason) == ("sent", "skipped", "skipped.frequency_cap")
+    assert len(inbox.messages) == 1
+    # A day later the cap's period has passed.
+    clock.advance(timedelta(days=1))
+    third = await create_campaign(sessions, tenant, two_steps(**one_step, frequency_cap=1))
+    await launch(sessions, third, clock)
+    await runs.plan_pending_runs(resources.sessions, clock=clock.now)
+    await drain(resources, clock, smtp)
+    [later] = (await deliveries(sessions, third)).values()
+    assert later.state == "sent"
+
+
+async def test_a_paused_page_or_campaign_keeps_its_deliveries_waiting(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    resources: Resources,
+    wired: GraphEmulator,  # noqa: F811
+    smtp: SmtpSender,  # noqa: F811
+    smtp_server: tuple[Inbox, int],  # noqa: F811
+) -> None:
+    from orchestrator.models import Page
+
+    inbox, _ = smtp_server
+    await contact(
+        client, tenant, email="p@example.com", consent_source="import", consent_at=T0.isoformat()
+    )
+    body = two_steps(audience={"email_status": ["subscribed"]}, steps=[two_steps()["steps"][0]])
+    campaign_id = await create_campaign(sessions, tenant, body)
+    await launch(sessions, campaign_id, clock)
+    await runs.plan_pending_runs(resources.sessions, clock=clock.now)
+    pages = table_of(Page)
+    async with sessions() as s, s.begin():
+        await s.execute(
+            sa.update(pages).values(paused_at=T0, paused_reason="TokenInvalid: expired")
+        )
+    await drain(resources, clock, smtp)
+    [row] = (await deliveries(sessions, campaign_id)).values()
+    assert row.state == "pending"
+    shown = (await client.get(f"/v1/campaigns/{campaign_id}", headers=tenant.headers)).json()
+    assert (shown["status"], shown["paused_reason"]) == (
+        "paused",
+        "page_paused: TokenInvalid: expired",
+    )
+    async with sessions() as s, s.begin():
+        await s.execute(sa.update(pages).values(paused_at=None, paused_reason=None))
+        await s.execute(
+            sa.update(table_of(Campaign))
+            .where(table_of(Campaign).c.id == campaign_id)
+            .values(status="paused")
+        )
+    await drain(resources, clock, smtp)
+    assert inbox.messages == []
+    resumed = await client.post(f"/v1/campaigns/{campaign_id}/resume", headers=tenant.headers)
+    assert resumed.status_code == 200, resumed.text
+    await drain(resources, clock, smtp)
+    [row] = (await deliveries(sessions, campaign_id)).values()
+    assert row.state == "sent"
+    assert len(inbox.messages) == 1
