@@ -6,7 +6,7 @@ Services never commit; the caller owns the transaction. Every query is scoped by
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -38,6 +38,11 @@ from orchestrator.models import (
 )
 
 Outcome = Literal["created", "updated", "unchanged"]
+# Told (contact id, the tags new to it) once a create or update is written. The API fires the
+# `tag_added` campaign triggers through it, so this module knows nothing of campaigns. Imports
+# write tags through their own batch path and fire nothing: starting a run per row of a
+# 100,000-row import is a decision of its own, not a side effect.
+TagsAdded = Callable[[str, Sequence[str]], Awaitable[None]]
 # A consent time a little ahead of our clock is clock skew; further ahead it is an error.
 _CONSENT_SKEW = timedelta(minutes=5)
 
@@ -299,11 +304,12 @@ async def upsert_contact(
     workspace_id: str,
     data: ContactData,
     now: datetime,
+    on_tags_added: TagsAdded | None = None,
 ) -> tuple[ContactView, Outcome]:
     """Create a contact, or update the one its email or Messenger identity names.
 
     Identifiers that name two different contacts are a conflict naming both; nothing is merged
-    implicitly (DESIGN section 4).
+    implicitly (DESIGN section 4). `on_tags_added` hears of the tags the contact did not have.
     """
     _check_consent(data.consent, now)
     address = normalize_or_fail(data.email) if data.email is not None else None
@@ -358,12 +364,15 @@ async def upsert_contact(
             )
         )
         changed = True
-    changed |= await add_tags(
+    added = await add_tags(
         session, workspace_id=workspace_id, contact_id=contact.id, tags=data.tags, now=now
     )
+    changed |= bool(added)
     if changed and outcome == "updated":
         contact.updated_at = now
     await session.flush()
+    if added and on_tags_added is not None:
+        await on_tags_added(contact.id, added)
     return await view(session, workspace_id=workspace_id, contact_id=contact.id), (
         outcome if changed or outcome == "created" else "unchanged"
     )
@@ -521,10 +530,11 @@ async def _reproject(session: AsyncSession, identity: EmailIdentity, now: dateti
 
 async def add_tags(
     session: AsyncSession, *, workspace_id: str, contact_id: str, tags: Sequence[str], now: datetime
-) -> bool:
+) -> list[str]:
+    """Add tags; returns those the contact did not have yet (empty when nothing changed)."""
     wanted = sorted(set(tags))
     if not wanted:
-        return False
+        return []
     table = table_of(ContactTag)
     # RETURNING says which rows were new: executemany rowcount is -1 on psycopg.
     result = await session.execute(
@@ -534,7 +544,7 @@ async def add_tags(
             for tag in wanted
         ],
     )
-    return bool(result.all())
+    return sorted(row.tag for row in result.all())
 
 
 async def touch(session: AsyncSession, *, contact_id: str, now: datetime) -> None:
@@ -564,22 +574,25 @@ async def update_contact(
     contact_id: str,
     changes: dict[str, Any],
     now: datetime,
+    on_tags_added: TagsAdded | None = None,
 ) -> ContactView:
     """PATCH semantics: given fields replace (tags replace the set; attributes merge, null
-    removes a key; a new email replaces the address and starts unconfirmed)."""
+    removes a key; a new email replaces the address and starts unconfirmed). `on_tags_added`
+    hears of the tags the contact did not have."""
     contact = await _get(session, workspace_id, contact_id)
     for name in ("name", "locale", "timezone"):
         if name in changes:
             setattr(contact, name, changes[name])
     if "attributes" in changes:
         contact.attributes = _merged(contact.attributes or {}, changes["attributes"] or {})
+    added: list[str] = []
     if "tags" in changes:
         table = table_of(ContactTag)
         keep = set(changes["tags"] or [])
         await session.execute(
             sa.delete(table).where(table.c.contact_id == contact_id, table.c.tag.not_in(keep))
         )
-        await add_tags(
+        added = await add_tags(
             session, workspace_id=workspace_id, contact_id=contact_id, tags=list(keep), now=now
         )
     if "email" in changes:
@@ -598,6 +611,8 @@ async def update_contact(
         )
     contact.updated_at = now
     await session.flush()
+    if added and on_tags_added is not None:
+        await on_tags_added(contact_id, added)
     return await view(session, workspace_id=workspace_id, contact_id=contact_id)
 
 

@@ -30,7 +30,14 @@ from channels.messenger.errors import ErrorClass
 from channels.messenger.payloads import MessagingType as SendMessagingType
 from channels.messenger.payloads import Recipient
 from channels.messenger.ratelimit import SlidingWindowLimiter
-from orchestrator import channel_pauses, email_feedback, outbound_email, reachability, rendering
+from orchestrator import (
+    channel_pauses,
+    email_feedback,
+    outbound_email,
+    reachability,
+    rendering,
+    sweeps,
+)
 from orchestrator.campaigns import runs as campaign_runs
 from orchestrator.campaigns import steps as campaign_steps
 from orchestrator.crypto import KeyRing
@@ -122,21 +129,6 @@ async def release_expired_leases(session: AsyncSession, *, now: datetime) -> int
             table.c.lease_expires_at < now,
         )
         .values(state=State.PENDING.value, lease_owner=None, lease_expires_at=None)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def wake_deferred(session: AsyncSession, *, now: datetime) -> int:
-    """Deferred deliveries (outside their send window) whose opening has come are pending again:
-    everything is decided anew then (DESIGN section 7)."""
-    table = table_of(Delivery)
-    result = await session.execute(
-        sa.update(table)
-        .where(
-            table.c.state.in_([s.value for s in sources_of(Event.DUE)]),
-            table.c.due_at <= now,
-        )
-        .values(state=transition(State.DEFERRED, Event.DUE).value, updated_at=now)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -653,7 +645,7 @@ async def dispatch_once(
     settings = settings or DispatchSettings()
     async with transaction(sessions) as session:
         await release_expired_leases(session, now=clock())
-        await wake_deferred(session, now=clock())
+        await sweeps.release_due_deferred(session, now=clock())
         claimed = await claim_due(
             session,
             worker_id=worker_id,

@@ -21,6 +21,7 @@ from sqlmodel import col
 
 from orchestrator import contacts, reopen
 from orchestrator.addresses import AddressInvalid, normalize_address
+from orchestrator.campaigns import triggers
 from orchestrator.crypto import KeyRing
 from orchestrator.ids import new_id
 from orchestrator.models import (
@@ -166,6 +167,20 @@ async def _apply(session: AsyncSession, keyring: KeyRing, row: _Row, *, now: dat
         )
     if created and kind in ("messages", "messaging_postbacks") and not has_our_ref:
         await reopen.ask_for_email(session, identity, now=now)
+    if kind in WINDOW_OPENING:
+        # After the ref: a binding may have moved the identity to the contact the ref names.
+        await session.flush()
+        await reopen.on_window_opened(session, identity=identity, now=now)
+    if created and kind in ("messages", "messaging_postbacks"):
+        await session.flush()
+        await triggers.fire_first_message(
+            session,
+            workspace_id=row.workspace_id,
+            page_id=row.page_id,
+            contact_id=identity.contact_id,
+            event_id=row.id,
+            now=now,
+        )
     session.add(
         InteractionEvent(
             id=new_id("ev"),

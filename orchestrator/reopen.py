@@ -13,7 +13,9 @@ the conversation as waiting for a person.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,11 +23,14 @@ from sqlmodel import col
 
 from channels.messenger.payloads import one_time_notif_request
 from orchestrator import contacts, deliveries
+from orchestrator.campaigns import planning
+from orchestrator.campaigns import steps as campaign_steps
 from orchestrator.crypto import KeyRing
 from orchestrator.delivery_states import Event, State, sources_of, transition
 from orchestrator.ids import new_id
 from orchestrator.links import Intent, LinkExpired, LinkInvalid, Ref, read_ref
 from orchestrator.models import (
+    Campaign,
     Contact,
     Delivery,
     EmailIdentity,
@@ -35,6 +40,8 @@ from orchestrator.models import (
     Page,
     table_of,
 )
+from orchestrator.policy import Reason
+from orchestrator.policy.window import window_closes_at, window_open
 
 OPTIN_TITLE_VI = "Nhận thông báo khi có tin mới?"
 
@@ -197,23 +204,151 @@ async def _after_reopen(
             )
 
 
-async def release_held(session: AsyncSession, *, contact_id: str, now: datetime) -> int:
-    """Held messages go out on Messenger now that the window is open again."""
+async def release_held(
+    session: AsyncSession, *, contact_id: str, now: datetime, page_id: str | None = None
+) -> int:
+    """Held messages go out on Messenger now that the window is open again (only those for
+    `page_id` when given: a window opens on one Page).
+
+    `held_until` stays, so a message held again meanwhile keeps its original deadline. The
+    planner's fallback mark goes: it said no Messenger window was usable when the step was
+    planned, and with it the dispatcher would apply the fallback again and hold the message
+    again instead of sending it in the window that is open now."""
     table = table_of(Delivery)
+    query = sa.update(table).where(
+        table.c.contact_id == contact_id,
+        table.c.state.in_([s.value for s in sources_of(Event.RELEASE)]),
+    )
+    if page_id is not None:
+        query = query.where(table.c.page_id == page_id)
     result = await session.execute(
-        sa.update(table)
-        .where(
-            table.c.contact_id == contact_id,
-            table.c.state.in_([s.value for s in sources_of(Event.RELEASE)]),
-        )
-        .values(
+        query.values(
             state=transition(State.HELD, Event.RELEASE).value,
             due_at=now,
             next_attempt_at=None,
+            content=_without_fallback_mark(session, table.c.content),
             updated_at=now,
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _without_fallback_mark(
+    session: AsyncSession, content: sa.ColumnElement[Any]
+) -> sa.ColumnElement[Any]:
+    if session.get_bind().dialect.name == "postgresql":
+        # jsonb - text: the object without that key (no-op when absent).
+        return content.op("-", return_type=content.type)(
+            sa.literal(campaign_steps.FALLBACK_NOW, sa.Text())
+        )
+    return sa.func.json_remove(content, f"$.{campaign_steps.FALLBACK_NOW}", type_=content.type)
+
+
+@dataclass(frozen=True)
+class WindowOpened:
+    """What a window-opening event changed: deliveries re-planned and holds released."""
+
+    replanned: int = 0
+    released: int = 0
+
+
+async def on_window_opened(
+    session: AsyncSession, *, identity: MessengerIdentity, now: datetime
+) -> WindowOpened:
+    """The person wrote, tapped, followed a link or reacted: the window on this Page is open
+    from `identity.window_opened_at` (DESIGN sections 6 and 7).
+
+    - Window-relative steps still waiting (pending or deferred) move to the new window's end
+      minus their margin, fitted into the campaign's send window; a deferred one is pending
+      again. If the window cannot be used inside the send window, the fallback mark is set.
+    - Held messages for this Page are released at once. They are re-planned neither here nor
+      later: a released hold goes out now, in the window that just opened.
+
+    One indexed query (contact, state) when the contact has nothing waiting. An event applied
+    after the window it opened has closed (a backlog) changes nothing."""
+    opened_at = identity.window_opened_at
+    if opened_at is None or not window_open(opened_at, now):
+        return WindowOpened()
+    deliveries = table_of(Delivery)
+    campaigns = table_of(Campaign)
+    waiting = (State.PENDING.value, State.DEFERRED.value, State.HELD.value)
+    rows = (
+        await session.execute(
+            sa.select(
+                deliveries.c.id,
+                deliveries.c.state,
+                deliveries.c.step_index,
+                deliveries.c.due_at,
+                deliveries.c.content,
+                deliveries.c.reason,
+                campaigns.c.id.label("campaign_id"),
+                campaigns.c.spec,
+                campaigns.c.updated_at.label("campaign_updated_at"),
+            )
+            .select_from(deliveries.join(campaigns, campaigns.c.id == deliveries.c.campaign_id))
+            .where(
+                deliveries.c.contact_id == identity.contact_id,
+                deliveries.c.state.in_(waiting),
+                deliveries.c.kind == "step",
+                deliveries.c.page_id == identity.page_id,
+            )
+        )
+    ).all()
+    if not rows:
+        return WindowOpened()
+    zone: str | None = None
+    if any(row.state != State.HELD.value for row in rows):
+        contact = await session.get(Contact, identity.contact_id)
+        zone = contact.timezone if contact is not None else None
+    replanned = 0
+    for row in rows:
+        if row.state == State.HELD.value or row.reason == Reason.HELD_UNTIL_WINDOW.value:
+            continue
+        spec = campaign_steps.parse_stored(
+            row.campaign_id, row.spec, row.campaign_updated_at.isoformat()
+        )
+        if row.step_index is None or row.step_index >= len(spec.steps):
+            continue
+        step = spec.steps[row.step_index]
+        if not step.delay.window_relative:
+            continue
+        due = planning.replan_on_interaction(
+            step,
+            current=planning.Due(row.due_at, "window_end"),
+            new_window_event_at=opened_at,
+            now=now,
+        )
+        content = {k: v for k, v in (row.content or {}).items() if k != campaign_steps.FALLBACK_NOW}
+        due_at = planning.fit_send_window(
+            due.due_at,
+            campaign_steps.send_window_for(spec, zone),
+            window_relative=True,
+            now=now,
+            messenger_window_closes_at=window_closes_at(opened_at),
+        )
+        if due_at is None:
+            # No minute of the send window falls inside this Messenger window: the fallback
+            # applies when the step comes up, as the planner marks it (campaigns/runs.py).
+            due_at = due.due_at
+            content[campaign_steps.FALLBACK_NOW] = "send_window"
+        state = (
+            transition(row.state, Event.DUE) if row.state == State.DEFERRED.value else State.PENDING
+        )
+        if state.value == row.state and due_at == row.due_at and content == (row.content or {}):
+            continue  # replayed, or an older event: the plan already stands
+        result = await session.execute(
+            sa.update(deliveries)
+            # Conditional: a worker may have claimed the row since it was read.
+            .where(deliveries.c.id == row.id, deliveries.c.state == row.state)
+            .values(state=state.value, due_at=due_at, content=content, updated_at=now)
+        )
+        replanned += int(getattr(result, "rowcount", 0) or 0)
+    released = 0
+    if any(row.state == State.HELD.value for row in rows):
+        released = await release_held(
+            session, contact_id=identity.contact_id, now=now, page_id=identity.page_id
+        )
+    return WindowOpened(replanned=replanned, released=released)
 
 
 async def ask_for_email(

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from orchestrator import dispatch as dispatcher
-from orchestrator import idempotency, inbound
+from orchestrator import idempotency, inbound, sweeps
 from orchestrator.campaigns import runs as campaign_runs
 from orchestrator.db import transaction
 from orchestrator.ids import new_id
@@ -160,6 +160,14 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
     async def complete_runs(session: AsyncSession, now: datetime) -> None:
         await campaign_runs.complete_finished(session, now=now)
 
+    async def expire_holds(session: AsyncSession, now: datetime) -> None:
+        await sweeps.expire_holds(session, now=now)
+
+    async def expire_tokens(session: AsyncSession, now: datetime) -> None:
+        await sweeps.expire_tokens(session, now=now)
+
+    scheduler.add_job("deliveries.expire_holds", expire_holds, seconds=30)
+    scheduler.add_job("tokens.expire", expire_tokens, seconds=3600)
     scheduler.add_job(
         "campaigns.start_runs", start_runs, seconds=settings.dispatch_interval_seconds
     )

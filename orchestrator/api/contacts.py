@@ -19,6 +19,7 @@ from orchestrator.api.deps import (
     SessionDep,
     WorkspaceIdDep,
 )
+from orchestrator.campaigns import triggers
 from orchestrator.schemas import InputModel, ListPage, OutputModel
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
@@ -196,6 +197,7 @@ async def create_contact(
         workspace_id=workspace_id,
         data=_data(body, None, None),
         now=now,
+        on_tags_added=triggers.on_tags_added(session, workspace_id=workspace_id, now=now),
     )
     return await idem.respond(201 if outcome == "created" else 200, _public(view))
 
@@ -254,6 +256,7 @@ async def patch_contact(
         contact_id=contact_id,
         changes=changes,
         now=now,
+        on_tags_added=triggers.on_tags_added(session, workspace_id=workspace_id, now=now),
     )
     return _public(view)
 
@@ -283,10 +286,14 @@ async def add_tags(
     now: NowDep,
 ) -> ContactPublic:
     view = await contacts.view(session, workspace_id=workspace_id, contact_id=contact_id)
-    if await contacts.add_tags(
+    added = await contacts.add_tags(
         session, workspace_id=workspace_id, contact_id=contact_id, tags=body.tags, now=now
-    ):
+    )
+    if added:
         await contacts.touch(session, contact_id=contact_id, now=now)
+        await triggers.fire_tags_added(
+            session, workspace_id=workspace_id, contact_id=contact_id, tags=added, now=now
+        )
         view = await contacts.view(session, workspace_id=workspace_id, contact_id=contact_id)
     return _public(view)
 

@@ -309,8 +309,6 @@ async def _plan_batch(
     rows = (await session.execute(query)).all()
     if not rows:
         return 0, None
-    step = spec.steps[0]
-    first = planning.first_due(step, run_started_at=run.started_at)
     values: list[dict[str, Any]] = []
     last: str | None = None
     for row in rows:
@@ -320,7 +318,8 @@ async def _plan_batch(
         due_at, content = _due(
             spec,
             0,
-            previous_final_at=first,
+            # Step 1 counts from the run's start (DESIGN section 7).
+            previous_final_at=run.started_at,
             window_event_at=row.window_opened_at,
             zone=row.timezone,
             now=now,

@@ -439,3 +439,24 @@ async def test_a_paused_page_or_campaign_keeps_its_deliveries_waiting(
     [row] = (await deliveries(sessions, campaign_id)).values()
     assert row.state == "sent"
     assert len(inbox.messages) == 1
+
+
+async def test_step_one_is_due_its_delay_after_the_run_starts(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    resources: Resources,
+    wired: GraphEmulator,  # noqa: F811
+) -> None:
+    await contact(
+        client, tenant, email="h@example.com", consent_source="import", consent_at=T0.isoformat()
+    )
+    first = dict(two_steps()["steps"][0], delay={"after": "90m"})
+    body = two_steps(audience={"email_status": ["subscribed"]}, steps=[first])
+    campaign_id = await create_campaign(sessions, tenant, body)
+    await launch(sessions, campaign_id, clock)
+    clock.advance(timedelta(minutes=5))  # the planner runs a little after the launch
+    await runs.plan_pending_runs(resources.sessions, clock=clock.now)
+    [row] = (await deliveries(sessions, campaign_id)).values()
+    assert row.due_at == T0 + timedelta(minutes=90)
