@@ -460,3 +460,88 @@ async def test_step_one_is_due_its_delay_after_the_run_starts(
     await runs.plan_pending_runs(resources.sessions, clock=clock.now)
     [row] = (await deliveries(sessions, campaign_id)).values()
     assert row.due_at == T0 + timedelta(minutes=90)
+
+
+async def test_scheduled_and_cron_campaigns_start_their_runs_on_time_once(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    resources: Resources,
+    wired: GraphEmulator,  # noqa: F811
+) -> None:
+    at = T0 + timedelta(hours=2)
+    once = await create_campaign(sessions, tenant, two_steps(schedule={"at": at.isoformat()}))
+    # Mondays 09:00 in Ho Chi Minh City = 02:00 UTC; T0 (2026-11-20) is a Friday.
+    weekly = await create_campaign(
+        sessions,
+        tenant,
+        two_steps(schedule={"cron": "0 9 * * 1", "timezone": "Asia/Ho_Chi_Minh"}),
+    )
+    assert await launch(sessions, once, clock) is None
+    assert await launch(sessions, weekly, clock) is None
+    monday = T0.replace(day=23, hour=2)
+    async with sessions() as s:
+        scheduled = {cid: await s.get(Campaign, cid) for cid in (once, weekly)}
+    assert [(c.status, c.next_run_at) for c in scheduled.values() if c] == [
+        ("scheduled", at),
+        ("scheduled", monday),
+    ]
+
+    async def start() -> int:
+        async with sessions() as s, s.begin():
+            return await runs.start_due_runs(s, now=clock.now())
+
+    clock.set(at - timedelta(seconds=1))
+    assert await start() == 0
+    clock.set(at)
+    assert await start() == 1
+    assert await start() == 0
+    clock.set(monday + timedelta(minutes=3))
+    assert await start() == 1
+    assert await start() == 0
+    async with sessions() as s:
+        run_rows = (
+            (await s.execute(sa.select(CampaignRun).order_by(CampaignRun.started_at)))  # type: ignore[arg-type]
+            .scalars()
+            .all()
+        )
+        cron_campaign = await s.get(Campaign, weekly)
+    assert [(r.campaign_id, r.kind, r.occurrence) for r in run_rows] == [
+        (once, "scheduled", "at"),
+        (weekly, "cron", f"cron:{monday.isoformat()}"),
+    ]
+    assert cron_campaign is not None
+    assert cron_campaign.next_run_at == monday + timedelta(days=7)
+
+
+async def test_a_run_and_its_campaign_complete_when_every_delivery_is_final(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    resources: Resources,
+    wired: GraphEmulator,  # noqa: F811
+    smtp: SmtpSender,  # noqa: F811
+    smtp_server: tuple[Inbox, int],  # noqa: F811
+) -> None:
+    await contact(
+        client, tenant, email="z@example.com", consent_source="import", consent_at=T0.isoformat()
+    )
+    body = two_steps(audience={"email_status": ["subscribed"]}, steps=[two_steps()["steps"][0]])
+    campaign_id = await create_campaign(sessions, tenant, body)
+    run = await launch(sessions, campaign_id, clock)
+    assert run is not None
+    await runs.plan_pending_runs(resources.sessions, clock=clock.now)
+
+    async def complete() -> tuple[str | None, str | None]:
+        async with sessions() as s, s.begin():
+            await runs.complete_finished(s, now=clock.now())
+        async with sessions() as s:
+            found_run = await s.get(CampaignRun, run.id)
+            found = await s.get(Campaign, campaign_id)
+            return (found_run.status if found_run else None, found.status if found else None)
+
+    assert await complete() == ("running", "running")
+    await drain(resources, clock, smtp)
+    assert await complete() == ("completed", "completed")
