@@ -152,3 +152,38 @@ def test_postgres_without_secret_key_refuses_to_start(tmp_path: Path) -> None:
         assert created.returncode == 0, created.stderr
     finally:
         drop_pg_schema(schema)
+
+
+def test_worker_refuses_an_unmigrated_database_then_runs_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import sqlite3
+
+    database = tmp_path / "outreach.db"
+    env = _env(f"sqlite+aiosqlite:///{database}", OUTREACH_SECRET_KEY=TEST_SECRET)
+    refused = run(["worker"], env, tmp_path)
+    assert refused.returncode == 2
+    assert "outreach migrate" in refused.stderr
+    assert run(["migrate"], env, tmp_path).returncode == 0
+    proc = subprocess.Popen(
+        [*OUTREACH, "worker"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        seen: list[tuple[str, int]] = []
+        while not seen:
+            with sqlite3.connect(database) as db:
+                seen = db.execute("SELECT kind, pid FROM worker_heartbeats").fetchall()
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the worker never recorded a heartbeat"
+            time.sleep(0.1)
+        assert seen == [("worker", proc.pid)]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
