@@ -10,8 +10,10 @@ from fastapi import FastAPI
 
 from orchestrator.api import (
     campaigns,
+    capture,
     contacts,
     email_events,
+    forms,
     health,
     imports,
     links,
@@ -88,4 +90,6 @@ def create_app(
     app.include_router(email_events.router)
     app.include_router(webhooks.router)
     app.include_router(links.router)
+    app.include_router(forms.router)
+    app.include_router(capture.router)
     return app

@@ -40,6 +40,7 @@ from orchestrator import (
 )
 from orchestrator.campaigns import runs as campaign_runs
 from orchestrator.campaigns import steps as campaign_steps
+from orchestrator.capture import sending as capture_sending
 from orchestrator.crypto import KeyRing
 from orchestrator.db import transaction
 from orchestrator.delivery_states import Event, State, sources_of, transition
@@ -218,6 +219,9 @@ async def _plan(
     now: datetime,
     settings: DispatchSettings,
 ) -> _Plan:
+    if delivery.kind in capture_sending.KINDS:
+        # Capture's one-offs: the double opt-in email and a comment's private reply.
+        return await capture_sending.plan(session, keyring, delivery, now=now, settings=settings)
     campaign = await _campaign_of(session, delivery)
     content = _content(delivery, campaign)
     spec = ONE_OFF_SPECS.get(delivery.kind) or _step_spec(delivery, content)

@@ -22,6 +22,7 @@ from sqlmodel import col
 from orchestrator import contacts, reopen
 from orchestrator.addresses import AddressInvalid, normalize_address
 from orchestrator.campaigns import triggers
+from orchestrator.capture import comments
 from orchestrator.crypto import KeyRing
 from orchestrator.ids import new_id
 from orchestrator.models import (
@@ -142,6 +143,9 @@ async def _apply(session: AsyncSession, keyring: KeyRing, row: _Row, *, now: dat
         data = await _apply_message(session, keyring, row, identity, now=now)
     elif kind == "message_echoes":
         data = await _apply_echo(session, row, identity)
+        await comments.on_echo(
+            session, identity=identity, delivery_id=data.get("delivery_id"), now=now
+        )
     elif kind in ("messaging_postbacks", "messaging_referrals"):
         data = _referral_data(row.payload)
     elif kind == "messaging_optins":
@@ -289,7 +293,10 @@ async def _maybe_email_from_quick_reply(
         address = normalize_address(payload)
     except AddressInvalid:
         return
-    consent = contacts.Consent(source="messenger_quick_reply", at=row.event_time)
+    source = await comments.consent_source(
+        session, contact_id=identity.contact_id, page_id=row.page_id
+    )
+    consent = contacts.Consent(source=source, at=row.event_time)
     owner = (
         await session.execute(
             sa.select(col(EmailIdentity.contact_id)).where(
@@ -327,7 +334,7 @@ async def _maybe_email_from_quick_reply(
             email=address,
             messenger=contacts.MessengerRef(row.page_id, identity.psid),
             consent=consent,
-            source="messenger_quick_reply",
+            source=source,
         ),
         now=now,
     )
@@ -546,5 +553,13 @@ async def _apply_comment(session: AsyncSession, row: _Row, *, now: datetime) -> 
             occurred_at=row.event_time,
             created_at=now,
         )
+    )
+    await comments.on_comment(
+        session,
+        workspace_id=row.workspace_id,
+        page_id=row.page_id,
+        value=value,
+        at=row.event_time,
+        now=now,
     )
     return True

@@ -530,3 +530,141 @@ class CampaignRun(SQLModel, table=True):
     planned_at: datetime | None = _maybe_time()
     completed_at: datetime | None = _maybe_time()
     created_at: datetime = _created()
+
+
+# -- capture (DESIGN section 10) -------------------------------------------------------------
+
+FORM_KINDS = ("popup", "minigame", "embedded")
+SPIN_STATUSES = ("pending", "won", "lost", "out_of_stock")
+
+
+class CaptureForm(SQLModel, table=True):
+    """A popup, minigame or embedded form. `consent_texts` keeps every consent text a version
+    ever named (append-only), so a ledger row's `consent_text_version` always resolves."""
+
+    __tablename__ = "capture_forms"
+    __table_args__ = (sa.CheckConstraint(_in("kind", FORM_KINDS), name="kind"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=16)
+    allowed_origins: list[str] = Field(default_factory=list, sa_type=JSONType)
+    tags: list[str] = Field(default_factory=list, sa_type=JSONType)
+    consent_text: str = Field(sa_type=sa.Text)
+    consent_version: str = Field(max_length=64)
+    consent_texts: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    double_opt_in: bool = Field(default=True)
+    page_id: str | None = Field(default=None, max_length=64)
+    locale: str | None = Field(default=None, max_length=35)
+    triggers: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    look: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    deleted_at: datetime | None = _maybe_time()
+
+
+class CapturePrize(SQLModel, table=True):
+    """A lucky-wheel segment. `awarded` only grows, by a conditional update that keeps it within
+    `stock` (null: unlimited); the check constraint is the last line of defence."""
+
+    __tablename__ = "capture_prizes"
+    __table_args__ = (
+        sa.CheckConstraint("stock IS NULL OR awarded <= stock", name="stock"),
+        sa.CheckConstraint("weight >= 0", name="weight"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    form_id: str = Field(
+        foreign_key="capture_forms.id", index=True, max_length=32, ondelete="CASCADE"
+    )
+    label: str = Field(max_length=100)
+    weight: int = Field(default=1)
+    stock: int | None = Field(default=None)
+    awarded: int = Field(default=0)
+    losing: bool = Field(default=False)
+    active: bool = Field(default=True)
+    position: int = Field(default=0)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class CapturePrizeCode(SQLModel, table=True):
+    """A coupon code, given out once: `spin_id` is set by the reservation that takes it."""
+
+    __tablename__ = "capture_prize_codes"
+    __table_args__ = (
+        sa.UniqueConstraint("prize_id", "code", name="uq_capture_prize_codes_code"),
+        sa.Index("ix_capture_prize_codes_free", "prize_id", "spin_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    prize_id: str = Field(foreign_key="capture_prizes.id", max_length=32, ondelete="CASCADE")
+    code: str = Field(max_length=100)
+    spin_id: str | None = Field(default=None, max_length=32)
+    assigned_at: datetime | None = _maybe_time()
+    created_at: datetime = _created()
+
+
+class CaptureSpin(SQLModel, table=True):
+    """One spin per address and form, decided on the server at capture and reserved only after
+    confirmation. The address is a keyed hash (like the suppression list): no copy of it here."""
+
+    __tablename__ = "capture_spins"
+    __table_args__ = (
+        sa.UniqueConstraint("form_id", "address_hash", name="uq_capture_spins_address"),
+        sa.CheckConstraint(_in("status", SPIN_STATUSES), name="status"),
+        sa.Index("ix_capture_spins_contact", "contact_id", "form_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    form_id: str = Field(foreign_key="capture_forms.id", max_length=32, ondelete="CASCADE")
+    address_hash: str = Field(max_length=64)
+    contact_id: str = Field(max_length=32)
+    prize_id: str | None = Field(default=None, max_length=32)
+    status: str = Field(default="pending", max_length=16)
+    code: str | None = Field(default=None, max_length=100)
+    created_at: datetime = _created()
+    reserved_at: datetime | None = _maybe_time()
+
+
+class CaptureTokenUse(SQLModel, table=True):
+    """The hash of every form token a capture used, so none is used twice (replay window)."""
+
+    __tablename__ = "capture_token_uses"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    workspace_id: str = _ws_fk()
+    form_id: str = Field(max_length=32)
+    used_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+
+
+class CaptureCounter(SQLModel, table=True):
+    """Per-form outcome counters (captured, confirmed, rejected.<reason>): the only thing a
+    rejected request may store."""
+
+    __tablename__ = "capture_counters"
+
+    form_id: str = Field(primary_key=True, max_length=32)
+    outcome: str = Field(primary_key=True, max_length=48)
+    workspace_id: str = _ws_fk()
+    count: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class CommentReply(SQLModel, table=True):
+    """The one private reply a Page comment allows (reference section 8), and whom it reached:
+    the echo of the reply names the commenter's PSID."""
+
+    __tablename__ = "comment_replies"
+    __table_args__ = (sa.Index("ix_comment_replies_author", "page_id", "from_id"),)
+
+    comment_id: str = Field(primary_key=True, max_length=100)
+    workspace_id: str = _ws_fk()
+    page_id: str = Field(max_length=64)
+    from_id: str = Field(max_length=64)
+    contact_id: str = Field(max_length=32, index=True)
+    delivery_id: str = Field(max_length=32)
+    created_at: datetime = _created()

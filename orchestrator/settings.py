@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -66,6 +67,21 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     db_pool_size: int = Field(default=10, ge=1)
 
+    # Public capture endpoints (DESIGN section 10).
+    capture_cooling_seconds: int = Field(default=86_400, ge=60)
+    """At most one double opt-in email per address in this period; a repeated single opt-in
+    capture of the same address and form inside it records nothing new."""
+    capture_token_min_fill_seconds: int = Field(default=2, ge=0)
+    capture_token_max_age_seconds: int = Field(default=7_200, ge=60, le=604_800)
+    capture_rate_per_ip: str = "20/minute"
+    """Captures per client IP (`limits` notation, several separated by ';')."""
+    capture_rate_per_form: str = "600/minute"
+    capture_token_rate_per_ip: str = "60/minute"  # noqa: S105 (a rate, not a secret)
+    """Form tokens issued per client IP."""
+    capture_max_body_bytes: int = Field(default=4_096, ge=512)
+    capture_counter_flush_seconds: float = Field(default=10.0, ge=0)
+    """Rejections are counted in memory and written at most this often (per process)."""
+
     @field_validator("secret_keys_old", mode="before")
     @classmethod
     def _split_old_keys(cls, value: object) -> object:
@@ -78,6 +94,15 @@ class Settings(BaseSettings):
     def _split_proxies(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("capture_rate_per_ip", "capture_rate_per_form", "capture_token_rate_per_ip")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            limits.parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit such as '20/minute': {exc}") from exc
         return value
 
     @field_validator("database_url")
