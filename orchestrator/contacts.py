@@ -500,8 +500,10 @@ async def record_consent(
             occurred_at=consent.at,
             created_at=now,
         )
+        # RETURNING tells a replay apart on both drivers (a rowcount may be -1 on psycopg).
+        .returning(ledger.c.id)
     )
-    if getattr(inserted, "rowcount", 0) == 0:
+    if inserted.first() is None:
         return False
     await _reproject(session, identity, now)
     return True

@@ -21,6 +21,7 @@ from sqlmodel import col
 from orchestrator import dispatch as dispatcher
 from orchestrator import idempotency, inbound, sweeps
 from orchestrator.campaigns import runs as campaign_runs
+from orchestrator.capture import capture
 from orchestrator.db import transaction
 from orchestrator.ids import new_id
 from orchestrator.imports import processing as imports_processing
@@ -166,6 +167,10 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
     async def expire_tokens(session: AsyncSession, now: datetime) -> None:
         await sweeps.expire_tokens(session, now=now)
 
+    async def forget_capture_tokens(session: AsyncSession, now: datetime) -> None:
+        await capture.forget_used_tokens(session, now=now)
+
+    scheduler.add_job("capture.forget_tokens", forget_capture_tokens, seconds=3600)
     scheduler.add_job("deliveries.expire_holds", expire_holds, seconds=30)
     scheduler.add_job("tokens.expire", expire_tokens, seconds=3600)
     scheduler.add_job(
