@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from orchestrator.api import (
+    access_log,
     campaigns,
     capture,
     contacts,
@@ -18,6 +19,7 @@ from orchestrator.api import (
     imports,
     links,
     messaging,
+    metrics,
     pages,
     problems,
     webhooks,
@@ -79,7 +81,10 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         path_limits={("POST", imports.IMPORTS_PATH): settings.import_max_bytes},
     )
+    # Outermost, so that its status and duration include every other middleware.
+    app.add_middleware(access_log.AccessLog)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(workspace.router)
     app.include_router(imports.router)  # before contacts: /v1/contacts/{id} would take its paths
     app.include_router(contacts.router)

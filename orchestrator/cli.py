@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -10,9 +11,10 @@ from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
+from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrator import apikeys, channel_pauses, migrate, workspaces
+from orchestrator import apikeys, channel_pauses, logs, migrate, workspaces
 from orchestrator.app import create_app
 from orchestrator.bootstrap import ensure_default_workspace
 from orchestrator.db import transaction
@@ -22,6 +24,7 @@ from orchestrator.scheduler import EmbeddedScheduler, register_jobs
 from orchestrator.settings import SettingsError, get_settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 workspace_app = typer.Typer(no_args_is_help=True, help="Manage workspaces (tenants).")
@@ -86,6 +89,7 @@ def serve_command(
     """Migrate, create the default workspace on an empty database, and run the API (with the
     embedded scheduler)."""
     settings = get_settings()
+    logs.configure_logging(settings)
 
     async def prepare(resources: Resources) -> apikeys.IssuedKey | None:
         await migrate.upgrade(resources.engine)
@@ -108,6 +112,10 @@ def serve_command(
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
+        # Our handler on the root logger formats uvicorn's lines too; its access log is replaced
+        # by ours, which never writes a raw path (orchestrator.api.access_log).
+        log_config=None,
+        access_log=False,
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
     )
@@ -119,22 +127,31 @@ def worker_command() -> None:
     runs, sweep holds and tokens, apply the webhook inbox) without the API. Any number of workers
     may share one PostgreSQL database."""
 
+    logs.configure_logging(get_settings())
+
     async def work(resources: Resources) -> None:
         if not await migrate.is_current(resources.engine):
             typer.echo("error: the database is not migrated; run `outreach migrate`", err=True)
             raise typer.Exit(2)
         scheduler = EmbeddedScheduler(resources, kind="worker")
         register_jobs(scheduler, resources)
+        port = resources.settings.worker_metrics_port
+        if port is not None:
+            # A worker serves no API; its latency histograms get a port of their own.
+            start_http_server(port, registry=resources.process_metrics.registry)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await scheduler.start()
-        typer.echo(f"worker {scheduler.worker.id} running; Ctrl-C stops it", err=True)
+        log.info(
+            "worker running; SIGINT or SIGTERM stops it", extra={"worker_id": scheduler.worker.id}
+        )
         try:
             await stop.wait()
         finally:
             await scheduler.stop()
+            log.info("worker stopped", extra={"worker_id": scheduler.worker.id})
 
     _run(work)
 

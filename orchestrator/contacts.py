@@ -484,7 +484,8 @@ async def record_consent(
     inserted = await session.execute(
         insert_ignoring_conflicts(
             session, ledger, ["contact_id", "action", "source", "occurred_at"]
-        ).values(
+        )
+        .values(
             id=new_id("cl"),
             workspace_id=identity.workspace_id,
             contact_id=identity.contact_id,

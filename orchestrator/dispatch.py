@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from channels.email import EmailError, MessageInvalid, SmtpSender
 from channels.messenger import MessengerClient, MessengerError, build_send_request
@@ -218,6 +219,7 @@ async def _plan(
     *,
     now: datetime,
     settings: DispatchSettings,
+    facts: reachability.ContactFacts | None = None,
 ) -> _Plan:
     if delivery.kind in capture_sending.KINDS:
         # Capture's one-offs: the double opt-in email and a comment's private reply.
@@ -229,12 +231,13 @@ async def _plan(
         return _Plan(
             delivery.id, delivery.kind, Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED)
         )
-    facts = await reachability.load_facts(
-        session,
-        workspace_id=delivery.workspace_id,
-        contact_id=delivery.contact_id,
-        page_id=delivery.page_id or "",
-    )
+    if facts is None:
+        facts = await reachability.load_facts(
+            session,
+            workspace_id=delivery.workspace_id,
+            contact_id=delivery.contact_id,
+            page_id=delivery.page_id or "",
+        )
     page = facts.pages.get(delivery.page_id or "")
     identity = next((i for i in facts.identities if i.page_id == delivery.page_id), None)
     if delivery.kind == "optin_request":
@@ -634,6 +637,19 @@ async def _side_effects(
         await session.execute(sa.delete(tokens).where(tokens.c.id == plan.token_id))
 
 
+@dataclass
+class _Result:
+    """A delivery's outcome, recorded with the rest of its batch."""
+
+    plan: _Plan
+    outcome: Outcome
+    messenger_error: MessengerError | None = None
+    email_failure: EmailError | None = None
+    recorded: bool = False
+    # Waiting for a paused relay is not an attempt.
+    counts_attempt: bool = True
+
+
 async def dispatch_once(
     sessions: async_sessionmaker[AsyncSession],
     keyring: KeyRing,
@@ -644,8 +660,13 @@ async def dispatch_once(
     settings: DispatchSettings | None = None,
     email: SmtpSender | None = None,
 ) -> int:
-    """One round: release expired leases, claim a batch, process each. Returns how many were
-    processed. Each delivery uses short transactions around (never across) its provider call."""
+    """One round: release expired leases, claim a batch, plan it, send, record. Returns how many
+    were claimed.
+
+    The batch is read in one short transaction (a few `IN` queries, not ten per delivery) and its
+    outcomes are written in one; the provider calls happen between them, outside any
+    transaction. A crash between a provider's acceptance and the write repeats at most this
+    batch's sends (DESIGN section 8: at-least-once, bounded by the sends in flight)."""
     settings = settings or DispatchSettings()
     async with transaction(sessions) as session:
         await release_expired_leases(session, now=clock())
@@ -657,112 +678,179 @@ async def dispatch_once(
             limit=settings.batch,
             lease=settings.lease,
         )
+    if not claimed:
+        return 0
+    plans = await _load_plans(sessions, keyring, claimed, now=clock(), settings=settings)
+    async with sessions() as session:
+        email_paused = await channel_pauses.paused_reason(session, channel=channel_pauses.EMAIL)
     gate = asyncio.Semaphore(settings.concurrency)
+    results: list[_Result] = []
 
-    async def one(delivery_id: str) -> None:
+    async def one(plan: _Plan) -> None:
         async with gate:
-            await _process(
-                sessions,
-                keyring,
-                messenger,
-                delivery_id,
-                worker_id=worker_id,
-                clock=clock,
-                settings=settings,
-                email=email,
+            results.append(
+                await _send(
+                    sessions,
+                    keyring,
+                    messenger,
+                    plan,
+                    worker_id=worker_id,
+                    clock=clock,
+                    settings=settings,
+                    email=email,
+                    email_paused=email_paused,
+                )
             )
 
-    await asyncio.gather(*(one(delivery_id) for delivery_id in claimed))
+    await asyncio.gather(*(one(plan) for plan in plans))
+    async with transaction(sessions) as session:
+        for result in results:
+            if not result.recorded:
+                await _record_result(session, keyring, result, worker_id=worker_id, now=clock())
     return len(claimed)
 
 
-async def _process(
+async def _send(
     sessions: async_sessionmaker[AsyncSession],
     keyring: KeyRing,
     messenger: MessengerClient,
-    delivery_id: str,
+    plan: _Plan,
     *,
     worker_id: str,
     clock: Callable[[], datetime],
     settings: DispatchSettings,
-    email: SmtpSender | None = None,
-) -> None:
-    plan = await _load_plan(sessions, keyring, delivery_id, now=clock(), settings=settings)
+    email: SmtpSender | None,
+    email_paused: str | None,
+) -> _Result:
     if plan.outcome is not None:
-        async with transaction(sessions) as session:
-            await _record(session, plan, plan.outcome, worker_id=worker_id, now=clock())
-        return
+        return _Result(plan, plan.outcome)
     await _throttled(plan)
     if plan.email_message is not None:
-        await _send_email(
-            sessions, keyring, plan, email, worker_id=worker_id, clock=clock, settings=settings
-        )
-        return
+        return await _send_email(plan, email, clock=clock, settings=settings, paused=email_paused)
     assert plan.page_id and plan.access_token and plan.graph_api_version and plan.body
-    error: MessengerError | None = None
     try:
         receipt = await messenger.send_once(
             plan.page_id, plan.access_token, plan.graph_api_version, plan.body
         )
-        outcome = Outcome(State.SENT, _sent_reason(plan), "messenger", receipt.message_id)
     except MessengerError as exc:
-        error = exc
         outcome = _after_failure(plan, exc, now=clock(), settings=settings)
+        if exc.error_class.reroutes and outcome.reason.startswith("email."):
+            # DESIGN section 5: window closed or recipient unavailable re-route the same
+            # delivery to its fallback at once; the claim is kept and the email goes out under it.
+            async with transaction(sessions) as session:
+                await _side_effects(session, plan, exc, now=clock())
+            return await _reroute_to_email(
+                sessions, keyring, plan, outcome.reason, clock, settings, email, email_paused
+            )
         if exc.maybe_delivered and outcome.state is State.PENDING:
             log.info(
                 "send may have gone out; echoes are checked before the retry",
-                extra={"delivery_id": delivery_id},
+                extra={"delivery_id": plan.delivery_id},
             )
-    if error is not None and error.error_class.reroutes and outcome.reason.startswith("email."):
-        # DESIGN section 5: window closed or recipient unavailable re-route the same delivery
-        # to its fallback at once; the claim is kept and the email goes out under it.
-        async with transaction(sessions) as session:
-            await _side_effects(session, plan, error, now=clock())
-        await _reroute_to_email(
-            sessions, keyring, plan, outcome.reason, worker_id, clock, settings, email
+        return _Result(plan, outcome, messenger_error=exc)
+    return _Result(plan, Outcome(State.SENT, _sent_reason(plan), "messenger", receipt.message_id))
+
+
+async def _record_result(
+    session: AsyncSession, keyring: KeyRing, result: _Result, *, worker_id: str, now: datetime
+) -> None:
+    plan, outcome, error = result.plan, result.outcome, result.messenger_error
+    if error is not None and outcome.state is State.PENDING:
+        echoed = await _echoed_mid(session, plan.delivery_id)
+        if echoed is not None:
+            # Meta accepted the timed-out send: its echo carried our delivery id.
+            outcome = Outcome(State.SENT, _sent_reason(plan), "messenger", echoed)
+            error = None
+    if not result.counts_attempt:
+        plan = replace(plan, attempts=plan.attempts - 1)
+    await _record(session, plan, outcome, worker_id=worker_id, now=now, exc=error)
+    failure = result.email_failure
+    if failure is not None and failure.error_class.pauses_channel:
+        await channel_pauses.pause(
+            session,
+            channel=channel_pauses.EMAIL,
+            reason=f"{type(failure).__name__}: {failure}",
+            now=now,
         )
-        return
-    async with transaction(sessions) as session:
-        if error is not None and outcome.state is State.PENDING:
-            echoed = await _echoed_mid(session, delivery_id)
-            if echoed is not None:
-                # Meta accepted the timed-out send: its echo carried our delivery id.
-                outcome = Outcome(State.SENT, _sent_reason(plan), "messenger", echoed)
-                error = None
-        await _record(session, plan, outcome, worker_id=worker_id, now=clock(), exc=error)
+    if failure is not None and failure.error_class.bounces and plan.email_to is not None:
+        delivery = await session.get(Delivery, plan.delivery_id)
+        assert delivery is not None
+        await email_feedback.record_feedback(
+            session,
+            keyring,
+            workspace_id=delivery.workspace_id,
+            kind="bounce",
+            address=plan.email_to,
+            occurred_at=now,
+            now=now,
+        )
 
 
-async def _load_plan(
+async def _load_plans(
     sessions: async_sessionmaker[AsyncSession],
     keyring: KeyRing,
-    delivery_id: str,
+    delivery_ids: list[str],
+    *,
+    now: datetime,
+    settings: DispatchSettings,
+) -> list[_Plan]:
+    """Plan a claimed batch in one transaction: its rows, campaigns and contacts' facts are read
+    with a few `IN` queries, then each delivery is planned from them."""
+    async with transaction(sessions) as session:
+        deliveries = list(
+            (await session.execute(sa.select(Delivery).where(col(Delivery.id).in_(delivery_ids))))
+            .scalars()
+            .all()
+        )
+        campaign_ids = {d.campaign_id for d in deliveries if d.campaign_id}
+        if campaign_ids:
+            # Into the session's identity map: `session.get` below then reads no row twice.
+            await session.execute(sa.select(Campaign).where(col(Campaign.id).in_(campaign_ids)))
+        facts = await reachability.load_facts_many(
+            session, [(d.workspace_id, d.contact_id, d.page_id) for d in deliveries]
+        )
+        plans = []
+        for delivery in deliveries:
+            plans.append(
+                await _plan_one(
+                    session,
+                    keyring,
+                    delivery,
+                    facts.get((delivery.contact_id, delivery.page_id)),
+                    now=now,
+                    settings=settings,
+                )
+            )
+        return plans
+
+
+async def _plan_one(
+    session: AsyncSession,
+    keyring: KeyRing,
+    delivery: Delivery,
+    facts: reachability.ContactFacts | None,
     *,
     now: datetime,
     settings: DispatchSettings,
 ) -> _Plan:
-    async with transaction(sessions) as session:
-        delivery = await session.get(Delivery, delivery_id)
-        assert delivery is not None
-        try:
-            plan = await _plan(session, keyring, delivery, now=now, settings=settings)
-            return replace(
-                plan,
-                campaign_id=delivery.campaign_id,
-                run_id=delivery.campaign_run_id,
-                step_index=delivery.step_index,
-                contact_id=delivery.contact_id,
-                throttle=await _throttle_of(session, delivery),
-            )
-        except Exception as exc:
-            log.exception("planning failed", extra={"delivery_id": delivery_id})
-            return _Plan(
-                delivery_id,
-                delivery.kind,
-                Outcome(
-                    State.FAILED, Reason.FAILED_RENDER.value, error={"message": str(exc)[:500]}
-                ),
-                attempts=delivery.attempts,
-            )
+    try:
+        plan = await _plan(session, keyring, delivery, now=now, settings=settings, facts=facts)
+        return replace(
+            plan,
+            campaign_id=delivery.campaign_id,
+            run_id=delivery.campaign_run_id,
+            step_index=delivery.step_index,
+            contact_id=delivery.contact_id,
+            throttle=await _throttle_of(session, delivery),
+        )
+    except Exception as exc:
+        log.exception("planning failed", extra={"delivery_id": delivery.id})
+        return _Plan(
+            delivery.id,
+            delivery.kind,
+            Outcome(State.FAILED, Reason.FAILED_RENDER.value, error={"message": str(exc)[:500]}),
+            attempts=delivery.attempts,
+        )
 
 
 async def _throttle_of(session: AsyncSession, delivery: Delivery) -> int | None:
@@ -792,11 +880,11 @@ async def _reroute_to_email(
     keyring: KeyRing,
     claimed: _Plan,
     reason: str,
-    worker_id: str,
     clock: Callable[[], datetime],
     settings: DispatchSettings,
     email: SmtpSender | None,
-) -> None:
+    email_paused: str | None,
+) -> _Result:
     async with transaction(sessions) as session:
         delivery = await session.get(Delivery, claimed.delivery_id)
         assert delivery is not None
@@ -820,82 +908,42 @@ async def _reroute_to_email(
         contact_id=claimed.contact_id,
     )
     if plan.outcome is not None:
-        async with transaction(sessions) as session:
-            await _record(session, plan, plan.outcome, worker_id=worker_id, now=clock())
-        return
-    await _send_email(
-        sessions, keyring, plan, email, worker_id=worker_id, clock=clock, settings=settings
-    )
+        return _Result(plan, plan.outcome)
+    return await _send_email(plan, email, clock=clock, settings=settings, paused=email_paused)
 
 
 async def _send_email(
-    sessions: async_sessionmaker[AsyncSession],
-    keyring: KeyRing,
     plan: _Plan,
     email: SmtpSender | None,
     *,
-    worker_id: str,
     clock: Callable[[], datetime],
     settings: DispatchSettings,
-) -> None:
+    paused: str | None,
+) -> _Result:
     assert plan.email_message is not None
     assert plan.email_sender is not None
     assert plan.email_to is not None
     assert plan.email_reason is not None
-    failure: EmailError | None = None
-    async with sessions() as session:
-        paused = await channel_pauses.paused_reason(session, channel=channel_pauses.EMAIL)
     if paused is not None:
-        # The relay is paused: wait (not an attempt), look again later.
+        # The relay is paused: wait (not an attempt, see _record_result), look again later.
         outcome = Outcome(
             State.PENDING,
             "retry",
             error={"message": f"email paused: {paused}"},
             next_attempt_at=clock() + settings.backoff_cap,
         )
-        async with transaction(sessions) as session:
-            await _record(
-                session,
-                replace(plan, attempts=plan.attempts - 1),
-                outcome,
-                worker_id=worker_id,
-                now=clock(),
-            )
-        return
+        return _Result(plan, outcome, counts_attempt=False)
     if email is None:
-        outcome = Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED.value)
-    else:
-        try:
-            await email.send(
-                plan.email_message, sender=plan.email_sender, recipients=[plan.email_to]
-            )
-            outcome = Outcome(
-                State.SENT, plan.email_reason, "email", _message_id(plan.email_message)
-            )
-        except EmailError as exc:
-            failure = exc
-            outcome = _after_email_failure(plan, exc, now=clock(), settings=settings)
-    async with transaction(sessions) as session:
-        await _record(session, plan, outcome, worker_id=worker_id, now=clock())
-        if failure is not None and failure.error_class.pauses_channel:
-            await channel_pauses.pause(
-                session,
-                channel=channel_pauses.EMAIL,
-                reason=f"{type(failure).__name__}: {failure}",
-                now=clock(),
-            )
-        if failure is not None and failure.error_class.bounces:
-            delivery = await session.get(Delivery, plan.delivery_id)
-            assert delivery is not None
-            await email_feedback.record_feedback(
-                session,
-                keyring,
-                workspace_id=delivery.workspace_id,
-                kind="bounce",
-                address=plan.email_to,
-                occurred_at=clock(),
-                now=clock(),
-            )
+        return _Result(plan, Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED.value))
+    try:
+        await email.send(plan.email_message, sender=plan.email_sender, recipients=[plan.email_to])
+    except EmailError as exc:
+        return _Result(
+            plan, _after_email_failure(plan, exc, now=clock(), settings=settings), email_failure=exc
+        )
+    return _Result(
+        plan, Outcome(State.SENT, plan.email_reason, "email", _message_id(plan.email_message))
+    )
 
 
 def _message_id(message: bytes) -> str | None:

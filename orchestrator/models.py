@@ -290,7 +290,11 @@ class WebhookInbox(SQLModel, table=True):
 
 class InteractionEvent(SQLModel, table=True):
     __tablename__ = "interaction_events"
-    __table_args__ = (sa.Index("ix_interaction_events_contact", "contact_id", "occurred_at"),)
+    __table_args__ = (
+        sa.Index("ix_interaction_events_contact", "contact_id", "occurred_at"),
+        # The campaign funnel joins events to the campaign's deliveries.
+        sa.Index("ix_interaction_events_delivery", "delivery_id"),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
     workspace_id: str = _ws_fk()
@@ -315,6 +319,15 @@ class Delivery(SQLModel, table=True):
         sa.UniqueConstraint("workspace_id", "idempotency_key", name="uq_deliveries_idempotency"),
         sa.CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
         sa.Index("ix_deliveries_due", "state", "due_at"),
+        # claim_due's `ORDER BY due_at, id` over pending rows only: without it every round scans
+        # the sent history too (bench/campaign.py).
+        sa.Index(
+            "ix_deliveries_pending_due",
+            "due_at",
+            "id",
+            postgresql_where=sa.text("state = 'pending'"),
+            sqlite_where=sa.text("state = 'pending'"),
+        ),
         sa.Index("ix_deliveries_contact", "contact_id", "state"),
     )
 

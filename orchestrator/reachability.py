@@ -6,6 +6,7 @@ inputs, call `decide` with `now`. Reachability, preview and the dispatcher share
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -151,6 +152,82 @@ async def load_facts(
         tokens=tokens,
         pages={p.page_id: p for p in page_rows},
     )
+
+
+async def load_facts_many(
+    session: AsyncSession, keys: Sequence[tuple[str, str, str | None]]
+) -> dict[tuple[str, str | None], ContactFacts]:
+    """`load_facts` for a batch of (workspace, contact, page) keys in a handful of `IN` queries
+    (the dispatcher's batch). Contacts that are gone or merged are left out: the caller falls
+    back to `load_facts`, which says so."""
+    contact_ids = {contact_id for _, contact_id, _ in keys}
+    if not contact_ids:
+        return {}
+    contacts = {
+        c.id: c
+        for c in (await session.execute(sa.select(Contact).where(col(Contact.id).in_(contact_ids))))
+        .scalars()
+        .all()
+        if not c.merged_into
+    }
+    workspace_ids = {ws for ws, _, _ in keys}
+    workspaces = {
+        w.id: w
+        for w in (
+            await session.execute(sa.select(Workspace).where(col(Workspace.id).in_(workspace_ids)))
+        ).scalars()
+    }
+    emails: dict[str, EmailIdentity] = {}
+    for address in (
+        await session.execute(
+            sa.select(EmailIdentity)
+            .where(col(EmailIdentity.contact_id).in_(contact_ids))
+            .order_by(col(EmailIdentity.created_at), col(EmailIdentity.id))
+        )
+    ).scalars():
+        emails.setdefault(address.contact_id, address)
+    identities: dict[str, list[MessengerIdentity]] = {}
+    for identity in (
+        await session.execute(
+            sa.select(MessengerIdentity)
+            .where(col(MessengerIdentity.contact_id).in_(contact_ids))
+            .order_by(col(MessengerIdentity.created_at))
+        )
+    ).scalars():
+        identities.setdefault(identity.contact_id, []).append(identity)
+    tokens: dict[str, list[OptinToken]] = {i.id: [] for found in identities.values() for i in found}
+    if tokens:
+        for token in (
+            await session.execute(
+                sa.select(OptinToken).where(col(OptinToken.messenger_identity_id).in_(list(tokens)))
+            )
+        ).scalars():
+            tokens[token.messenger_identity_id].append(token)
+    page_ids = {page_id for _, _, page_id in keys if page_id}
+    pages = {
+        p.page_id: p
+        for p in (
+            await session.execute(sa.select(Page).where(col(Page.page_id).in_(page_ids)))
+        ).scalars()
+    }
+    found: dict[tuple[str, str | None], ContactFacts] = {}
+    for workspace_id, contact_id, page_id in keys:
+        contact = contacts.get(contact_id)
+        if contact is None or contact.workspace_id != workspace_id:
+            continue
+        own = identities.get(contact_id, [])
+        page = pages.get(page_id or "")
+        found[(contact_id, page_id)] = ContactFacts(
+            contact=contact,
+            workspace=workspaces[workspace_id],
+            email=emails.get(contact_id),
+            identities=own,
+            tokens={i.id: tokens[i.id] for i in own},
+            pages={page.page_id: page}
+            if page is not None and page.workspace_id == workspace_id
+            else {},
+        )
+    return found
 
 
 def decision_for(

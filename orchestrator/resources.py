@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -13,6 +14,8 @@ from channels.messenger.client import build_http_clients
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.crypto import KeyRing
 from orchestrator.db import create_engine, session_factory
+from orchestrator.metrics import MetricsCache
+from orchestrator.observability import ProcessMetrics
 from orchestrator.settings import Settings, resolve_secret_keys
 from orchestrator.webhooks import InboxBatcher, RoutingCache
 
@@ -29,6 +32,8 @@ class Resources:
     owns_engine: bool = field(default=True)
     webhook_routing: RoutingCache = field(default_factory=RoutingCache)
     inbox_batcher: InboxBatcher = field(default_factory=InboxBatcher)
+    process_metrics: ProcessMetrics = field(default_factory=ProcessMetrics)
+    metrics_cache: MetricsCache | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -51,6 +56,7 @@ def build_resources(
     and channel clients pointed at the emulators."""
     current, retired = resolve_secret_keys(settings)
     the_engine = engine or create_engine(settings)
+    process_metrics = ProcessMetrics()
     closers: list[Callable[[], Awaitable[None]]] = []
     if messenger is None:
         # Several small clients ("lanes"): one big httpx pool collapses under load
@@ -63,6 +69,7 @@ def build_resources(
             max_in_flight=settings.graph_max_in_flight,
             # Per Page, in this process; "Scale-out" replaces it with a database lease.
             rate_limiter=SlidingWindowLimiter(settings.page_send_rate),
+            on_response=process_metrics.on_graph_response,
         )
     if email is None:
         email = SmtpSender(
@@ -73,16 +80,22 @@ def build_resources(
             password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
             pool_size=settings.smtp_pool_size,
             max_per_second=settings.smtp_max_per_second,
+            on_send=process_metrics.on_smtp_send,
         )
         closers.append(email.close)
+    the_clock = clock or SystemClock(settings.clock_offset)
     return Resources(
         settings=settings,
         engine=the_engine,
         sessions=sessions or session_factory(the_engine),
         keyring=KeyRing(current, retired),
-        clock=clock or SystemClock(settings.clock_offset),
+        clock=the_clock,
         messenger=messenger,
         email=email,
         owns_engine=engine is None,
         closers=closers,
+        process_metrics=process_metrics,
+        metrics_cache=MetricsCache(
+            timedelta(seconds=settings.metrics_cache_seconds), clock=the_clock.now
+        ),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,9 @@ from orchestrator.models import WorkerHeartbeat, table_of
 from orchestrator.resources import Resources
 
 log = logging.getLogger(__name__)
+
+# How long one dispatch job keeps claiming full batches before it yields to the other jobs.
+DISPATCH_BUDGET_SECONDS = 10.0
 
 Job = Callable[[AsyncSession, datetime], Awaitable[None]]
 
@@ -125,8 +129,16 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
         await idempotency.expire(session, now=now)
 
     async def dispatch(_session: AsyncSession, now: datetime) -> None:
-        # The dispatcher opens its own short transactions around each provider call.
-        await dispatcher.dispatch_once(
+        # The dispatcher opens its own short transactions around each provider call. Full
+        # batches mean more is due: keep going (a tick missed while a round runs is skipped),
+        # within a budget so the other jobs of this process get their turn.
+        deadline = time.monotonic() + DISPATCH_BUDGET_SECONDS
+        batch = dispatcher.DispatchSettings().batch
+        while await dispatch_round() >= batch and time.monotonic() < deadline:
+            pass
+
+    async def dispatch_round() -> int:
+        return await dispatcher.dispatch_once(
             resources.sessions,
             resources.keyring,
             resources.messenger,

@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     embedded_scheduler: bool = True
     log_level: str = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """`outreach serve` and `outreach worker` log one JSON object per line (`json`), or lines for
+    a person (`text`); `auto` picks text when stderr is a terminal and JSON otherwise."""
+    metrics_cache_seconds: float = Field(default=5.0, ge=0)
+    """`/metrics` reads counts from the database at most this often (a scrape storm reuses them)."""
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """`outreach worker` serves its own `/metrics` (the send latencies it measures) on this port;
+    unset: none. The database counts are on the API's `/metrics`."""
+    readyz_worker_max_age_seconds: int = Field(default=60, ge=1)
+    """`/readyz` wants a worker (or the embedded scheduler) heartbeat at most this old."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     import_max_bytes: int = Field(default=1 << 30, ge=1024)
     """The body limit of `POST /v1/contacts/imports` (files stream to the database)."""

@@ -54,6 +54,12 @@ _QUIT_TIMEOUT = 2.0
 _NOOP_TIMEOUT = 5.0
 _AUTH_PREFERENCE = ("plain", "login", "cram-md5")
 
+SendObserver = Callable[[str, float], None]
+"""Told of each mail transaction `send` ran: (outcome, seconds). The outcome is "ok" or the
+error's `ErrorClass` value; the seconds run from taking a connection (opening one included) to the
+relay's answer, not the wait for a pool slot or the pacer. It must be quick and must not raise
+(an exception is logged and dropped, never turned into a failed send)."""
+
 
 @dataclass(frozen=True)
 class SmtpReceipt:
@@ -110,6 +116,7 @@ class SmtpSender:
         noop_after: float = DEFAULT_NOOP_AFTER,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_send: SendObserver | None = None,
     ) -> None:
         if tls not in TLS_MODES:
             raise ValueError("tls must be 'none', 'starttls' or 'tls'")
@@ -133,6 +140,7 @@ class SmtpSender:
         self._max_per_connection = max_messages_per_connection
         self._noop_after = noop_after
         self._clock = clock
+        self._on_send = on_send
         self._pacer = (
             MessagePacer(max_per_second, clock=clock, sleep=sleep)
             if max_per_second is not None
@@ -168,30 +176,51 @@ class SmtpSender:
             self._check_open()  # closed while this send waited for a slot
             if self._pacer is not None:
                 await self._pacer.acquire()
-            connection, reused = await self._checkout()
+            started = self._clock()
             try:
-                try:
-                    receipt = await self._transaction(
-                        connection, message, sender, recipients, reused=reused
-                    )
-                except _Stale as stale:
-                    log.info("SMTP pooled connection was stale (%s); reconnecting", stale.error)
-                    self._check_open()
-                    connection = await self._open()
-                    receipt = await self._transaction(
-                        connection, message, sender, recipients, reused=False
-                    )
-            except EmailError:
-                # A refused command left the session usable (RSET answered); anything else
-                # closed it already.
-                await self._checkin(connection)
+                receipt = await self._send_on_pool(message, sender, recipients)
+            except EmailError as exc:
+                self._observe(exc.error_class.value, started)
                 raise
-            except BaseException:
-                # Cancelled mid-command: the session's state is unknown.
-                self._discard(connection)
-                raise
-            await self._checkin(connection)
+            self._observe("ok", started)
             return receipt
+
+    def _observe(self, outcome: str, started: float) -> None:
+        if self._on_send is None:
+            return
+        try:
+            self._on_send(outcome, self._clock() - started)
+        except Exception:  # metrics must never turn a sent message into a failure
+            log.warning("SMTP send observer failed", exc_info=True)
+
+    async def _send_on_pool(
+        self, message: bytes, sender: str, recipients: Sequence[str]
+    ) -> SmtpReceipt:
+        """Under a pool slot: one transaction on a pooled (or fresh) connection."""
+        connection, reused = await self._checkout()
+        try:
+            try:
+                receipt = await self._transaction(
+                    connection, message, sender, recipients, reused=reused
+                )
+            except _Stale as stale:
+                log.info("SMTP pooled connection was stale (%s); reconnecting", stale.error)
+                self._check_open()
+                connection = await self._open()
+                receipt = await self._transaction(
+                    connection, message, sender, recipients, reused=False
+                )
+        except EmailError:
+            # A refused command left the session usable (RSET answered); anything else
+            # closed it already.
+            await self._checkin(connection)
+            raise
+        except BaseException:
+            # Cancelled mid-command: the session's state is unknown.
+            self._discard(connection)
+            raise
+        await self._checkin(connection)
+        return receipt
 
     async def verify(self) -> None:
         """Open (or reuse) a connection, TLS and AUTH included, and NOOP: raises what `send`

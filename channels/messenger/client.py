@@ -22,6 +22,7 @@ import logging
 import random as random_module
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,12 @@ DEFAULT_CONNECTIONS_PER_CLIENT = 2
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 
 _VERSION = re.compile(r"v\d{1,3}\.\d{1,3}")
+
+ResponseObserver = Callable[[str, str, float], None]
+"""Told of each Graph API exchange: (edge such as "messages", outcome, seconds). The outcome is
+"ok" or the error's `ErrorClass` value; the seconds cover the HTTP exchange only (not the wait
+for a free slot or the rate limiter). It must be quick and must not raise: it runs on the send
+path (an exception is logged and dropped, never turned into a failed send)."""
 
 
 def quiet_transport_loggers() -> None:
@@ -155,6 +162,7 @@ class MessengerClient:
         rate_limiter: RateLimiter | None = None,
         random: Callable[[], float] = random_module.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_response: ResponseObserver | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -169,6 +177,7 @@ class MessengerClient:
         self._rate_limiter = rate_limiter
         self._random = random
         self._sleep = sleep
+        self._on_response = on_response
 
     # --- Send API ---
 
@@ -314,12 +323,17 @@ class MessengerClient:
             # lanes were sized by `build_http_clients`.
             lane = min(range(len(self._lanes)), key=self._lane_load.__getitem__)
             self._lane_load[lane] += 1
+            started = time.perf_counter()
             try:
                 response = await self._exchange(
                     self._lanes[lane], method, url, json=json, params=params, headers=headers
                 )
+            except MessengerError as exc:
+                self._observe(url, time.perf_counter() - started, exc)
+                raise
             finally:
                 self._lane_load[lane] -= 1
+            elapsed = time.perf_counter() - started
         status = response.status_code
         try:
             data: Any = response.json()
@@ -327,11 +341,26 @@ class MessengerClient:
             data = None
         if 200 <= status < 300:
             if data is None:
-                raise UnexpectedResponse(
+                unexpected = UnexpectedResponse(
                     "Graph API answered 2xx without JSON", http_status=status, maybe_delivered=True
                 )
+                self._observe(url, elapsed, unexpected)
+                raise unexpected
+            self._observe(url, elapsed, None)
             return data
-        raise _logged(error_from_response(status, data, response.headers))
+        error = error_from_response(status, data, response.headers)
+        self._observe(url, elapsed, error)
+        raise _logged(error)
+
+    def _observe(self, url: str, seconds: float, error: MessengerError | None) -> None:
+        if self._on_response is None:
+            return
+        edge = url.rsplit("/", 1)[-1]
+        outcome = "ok" if error is None else error.error_class.value
+        try:
+            self._on_response(edge, outcome, seconds)
+        except Exception:  # metrics must never turn a sent message into a failure
+            log.warning("Graph API response observer failed", exc_info=True)
 
     async def _exchange(
         self,

@@ -13,10 +13,11 @@ so step k+1 is planned in the transaction that records step k's outcome (`plan_n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -393,9 +394,47 @@ def _delivery_values(
     }
 
 
+# (column, PostgreSQL array type) of a planned delivery, as `_delivery_values` builds it.
+_UNNEST_COLUMNS: Final = (
+    ("id", "varchar"),
+    ("workspace_id", "varchar"),
+    ("kind", "varchar"),
+    ("campaign_id", "varchar"),
+    ("campaign_run_id", "varchar"),
+    ("step_index", "integer"),
+    ("contact_id", "varchar"),
+    ("page_id", "varchar"),
+    ("purpose", "varchar"),
+    ("topic", "varchar"),
+    ("state", "varchar"),
+    ("due_at", "timestamptz"),
+    ("content", "jsonb"),
+    ("attempts", "integer"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+)
+# Built from the constant column list above, never from input.
+_UNNEST_SQL: Final = (
+    "INSERT INTO deliveries ({names}) SELECT * FROM unnest({arrays}) {tail}".format(  # noqa: S608
+        names=", ".join(name for name, _ in _UNNEST_COLUMNS),
+        arrays=", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _UNNEST_COLUMNS),
+        tail="ON CONFLICT (campaign_run_id, step_index, contact_id) DO NOTHING RETURNING id",
+    )
+)
+_UNNEST_INSERT: Final = sa.text(_UNNEST_SQL)
+
+
 async def _insert_deliveries(session: AsyncSession, values: Sequence[dict[str, Any]]) -> int:
     if not values:
         return 0
+    if session.get_bind().dialect.name == "postgresql" and len(values) > 1:
+        # One array per column: psycopg then parses a short statement instead of a VALUES list
+        # of 16 placeholders per row, which was half of the planning time (bench/campaign.py).
+        params: dict[str, list[Any]] = {name: [] for name, _ in _UNNEST_COLUMNS}
+        for row in values:
+            for name, kind in _UNNEST_COLUMNS:
+                params[name].append(json.dumps(row[name]) if kind == "jsonb" else row[name])
+        return len((await session.execute(_UNNEST_INSERT, params)).all())
     table = table_of(Delivery)
     result = await session.execute(
         insert_ignoring_conflicts(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from orchestrator.apikeys import revoke_api_key
 from orchestrator.models import Workspace
+from orchestrator.scheduler import WorkerIdentity, record_heartbeat
 from tests.fixtures.api import T0, Tenant
 
 PROBLEM = "application/problem+json"
@@ -189,11 +191,25 @@ async def test_unknown_route_is_problem_json(client: httpx.AsyncClient) -> None:
     assert response.headers["content-type"] == PROBLEM
 
 
-async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+async def test_healthz_and_readyz(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
+    async with sessions() as s, s.begin():
+        await record_heartbeat(
+            s,
+            worker=WorkerIdentity.of_this_process("worker"),
+            now=T0,
+            forget_after=timedelta(hours=1),
+        )
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "migrations": "current", "email": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "migrations": "current",
+        "email": "ok",
+        "worker": "ok",
+    }
 
 
 async def test_openapi_lists_the_routes(client: httpx.AsyncClient) -> None:

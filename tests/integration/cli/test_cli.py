@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -77,12 +78,24 @@ def serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Po
             proc.stdout.close()
 
 
+def ready_within(base: str, *, seconds: float) -> httpx.Response:
+    """/readyz polled as an orchestrator does: the first heartbeat lands just after start."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = httpx.get(f"{base}/readyz", timeout=5)
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
 def test_first_start_prints_the_key_once_and_never_logs_it(tmp_path: Path) -> None:
     env = _env(f"sqlite:///{tmp_path / 'outreach.db'}")
     with serving(env, tmp_path) as (base, proc):
-        ready = httpx.get(f"{base}/readyz", timeout=5)
-        assert ready.status_code == 200
+        ready = ready_within(base, seconds=20)
+        assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["migrations"] == "current"
+        # The embedded scheduler's heartbeat is this process's own.
+        assert ready.json()["checks"]["worker"] == "ok"
         proc.terminate()
         output = proc.communicate(timeout=15)[0]
     keys = [word for word in output.split() if word.startswith("ok_")]
@@ -171,16 +184,24 @@ def test_worker_refuses_an_unmigrated_database_then_runs_and_stops_on_sigterm(
     )
     try:
         deadline = time.monotonic() + 30
-        seen: list[tuple[str, int]] = []
+        seen: list[tuple[str, str, int]] = []
         while not seen:
             with sqlite3.connect(database) as db:
-                seen = db.execute("SELECT kind, pid FROM worker_heartbeats").fetchall()
+                seen = db.execute("SELECT id, kind, pid FROM worker_heartbeats").fetchall()
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "the worker never recorded a heartbeat"
             time.sleep(0.1)
-        assert seen == [("worker", proc.pid)]
+        [(worker_id, kind, pid)] = seen
+        assert (kind, pid) == ("worker", proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+        # stderr is no terminal here: JSON lines, naming the worker.
+        assert proc.stderr is not None
+        lines = [json.loads(line) for line in proc.stderr.read().splitlines()]
+        said = [(line["message"], line.get("worker_id")) for line in lines]
+        assert ("worker stopped", worker_id) in said
+        assert any(message.startswith("worker running") for message, _ in said), said
+        assert TEST_SECRET not in str(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
