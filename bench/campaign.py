@@ -758,12 +758,13 @@ def instrument(resources: Resources, breakdown: Breakdown) -> Callable[[], None]
 
     wrap(dispatch, "release_expired_leases", "round: release_expired_leases")
     wrap(dispatch, "claim_due", "round: claim_due")
-    wrap(dispatch, "_load_plan", "_load_plan (1 transaction)")
-    wrap(reachability, "load_facts", "  reachability.load_facts")
+    wrap(dispatch, "_load_plans", "_load_plans (1 transaction a batch)")
+    wrap(reachability, "load_facts_many", "  reachability.load_facts_many")
     wrap(dispatch, "_throttle_of", "  _throttle_of")
     wrap_sync(dispatch, "_email_plan", "  _email_plan (links + render + MIME)")
     wrap_sync(dispatch, "open_token", "  open_token (decrypt Page token)")
-    wrap(dispatch, "_send_email", "_send_email (pause check + send + record)")
+    wrap(dispatch, "_send_email", "_send_email (send)")
+    wrap(dispatch, "_record_result", "_record_result (in the batch's transaction)")
     wrap(resources.messenger, "send_once", "messenger.send_once (limiter + HTTP)")
     wrap(resources.email, "send", "  email.send (SMTP)")
     wrap(dispatch, "_record", "_record (UPDATE + next step)")
@@ -908,7 +909,8 @@ async def drain(
     try:
         while True:
             round_began = time.perf_counter()
-            processed = await dispatch.dispatch_once(
+            # The worker's dispatch job (a short budget, so the figures below stay per call).
+            processed = await dispatch.dispatch_until_idle(
                 resources.sessions,
                 resources.keyring,
                 resources.messenger,
@@ -916,6 +918,8 @@ async def drain(
                 clock=resources.clock.now,
                 settings=dispatch_settings,
                 email=resources.email,
+                rounds=settings.dispatch_rounds,
+                budget=1.0,
             )
             ended = time.perf_counter()
             result.rounds += 1

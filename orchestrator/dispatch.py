@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -708,6 +709,44 @@ async def dispatch_once(
             if not result.recorded:
                 await _record_result(session, keyring, result, worker_id=worker_id, now=clock())
     return len(claimed)
+
+
+async def dispatch_until_idle(
+    sessions: async_sessionmaker[AsyncSession],
+    keyring: KeyRing,
+    messenger: MessengerClient,
+    *,
+    worker_id: str,
+    clock: Callable[[], datetime],
+    settings: DispatchSettings,
+    email: SmtpSender | None = None,
+    rounds: int = 2,
+    budget: float = 10.0,
+) -> int:
+    """Rounds back to back while they claim full batches, `rounds` of them at once so one
+    round's sends overlap another's reads and writes (claims never overlap: leases), for at most
+    `budget` seconds. Returns how many deliveries were claimed."""
+    deadline = time.monotonic() + budget
+    claimed = 0
+
+    async def loop() -> None:
+        nonlocal claimed
+        while True:
+            count = await dispatch_once(
+                sessions,
+                keyring,
+                messenger,
+                worker_id=worker_id,
+                clock=clock,
+                settings=settings,
+                email=email,
+            )
+            claimed += count
+            if count < settings.batch or time.monotonic() >= deadline:
+                return
+
+    await asyncio.gather(*(loop() for _ in range(max(1, rounds))))
+    return claimed
 
 
 async def _send(

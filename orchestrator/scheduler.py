@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -129,16 +128,10 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
         await idempotency.expire(session, now=now)
 
     async def dispatch(_session: AsyncSession, now: datetime) -> None:
-        # The dispatcher opens its own short transactions around each provider call. Full
-        # batches mean more is due: keep going (a tick missed while a round runs is skipped),
-        # within a budget so the other jobs of this process get their turn.
-        deadline = time.monotonic() + DISPATCH_BUDGET_SECONDS
-        batch = dispatcher.DispatchSettings().batch
-        while await dispatch_round() >= batch and time.monotonic() < deadline:
-            pass
-
-    async def dispatch_round() -> int:
-        return await dispatcher.dispatch_once(
+        # The dispatcher opens its own short transactions around each provider call; full
+        # batches mean more is due, so it keeps going within a budget (a tick missed meanwhile
+        # is skipped) and then lets this process's other jobs have their turn.
+        await dispatcher.dispatch_until_idle(
             resources.sessions,
             resources.keyring,
             resources.messenger,
@@ -155,6 +148,8 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
                 ),
             ),
             email=resources.email,
+            rounds=settings.dispatch_rounds,
+            budget=DISPATCH_BUDGET_SECONDS,
         )
 
     async def process_imports(_session: AsyncSession, _now: datetime) -> None:

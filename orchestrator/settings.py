@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     a person (`text`); `auto` picks text when stderr is a terminal and JSON otherwise."""
     metrics_cache_seconds: float = Field(default=5.0, ge=0)
     """`/metrics` reads counts from the database at most this often (a scrape storm reuses them)."""
+    dispatch_rounds: int = Field(default=2, ge=1, le=8)
+    """Dispatch rounds a process runs at once: one round's sends overlap another's reads and
+    writes (bench/campaign.py)."""
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """`outreach worker` serves its own `/metrics` (the send latencies it measures) on this port;
     unset: none. The database counts are on the API's `/metrics`."""
