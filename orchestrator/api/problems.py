@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +20,7 @@ from orchestrator.errors import (
     MalformedBody,
     OutreachError,
     PayloadTooLarge,
+    ServiceUnavailable,
     ValidationFailed,
 )
 
@@ -108,6 +110,18 @@ def install(app: FastAPI) -> None:
             body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=exc.headers
         )
 
+    async def on_database_busy(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OperationalError)
+        if not _database_busy(exc):
+            return await on_unexpected(request, exc)
+        # SQLite's single writer stayed busy past the busy timeout: a temporary condition of
+        # this deployment, not a fault in the request; its transaction rolled back, so nothing
+        # was written. The client may retry; PostgreSQL never answers this.
+        busy = ServiceUnavailable(
+            "The database is busy; retry shortly", headers={"Retry-After": "1"}
+        )
+        return problem_response(busy, request.url.path)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", extra={"path": request.url.path})
         return problem_response(OutreachError("An unexpected error occurred"), request.url.path)
@@ -115,7 +129,12 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(OutreachError, on_outreach_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(OperationalError, on_database_busy)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _database_busy(exc: OperationalError) -> bool:
+    return "database is locked" in str(exc.orig) or "database is busy" in str(exc.orig)
 
 
 def _http_title(status: int) -> str:
