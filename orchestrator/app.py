@@ -22,6 +22,7 @@ from orchestrator.api import (
     metrics,
     pages,
     problems,
+    ui,
     webhooks,
     workspace,
 )
@@ -97,4 +98,5 @@ def create_app(
     app.include_router(links.router)
     app.include_router(forms.router)
     app.include_router(capture.router)
+    app.include_router(ui.router)
     return app

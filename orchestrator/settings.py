@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     unset: none. The database counts are on the API's `/metrics`."""
     readyz_worker_max_age_seconds: int = Field(default=60, ge=1)
     """`/readyz` wants a worker (or the embedded scheduler) heartbeat at most this old."""
+    ui_session_seconds: int = Field(default=28_800, ge=60, le=2_592_000)
+    """How long a campaign-page session (`POST /login`) lasts; a revoked key ends it sooner."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     import_max_bytes: int = Field(default=1 << 30, ge=1024)
     """The body limit of `POST /v1/contacts/imports` (files stream to the database)."""
