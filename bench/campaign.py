@@ -35,8 +35,7 @@ runs); `--breakdown` times the dispatcher's parts, counts SQL statements and tra
 and measures one database round trip (ORM get with and without its own transaction, Core select,
 a 100-id IN); `--profile FILE` runs planning and the send phases under cProfile (own time by
 package, top functions). Experiments, none of them production settings: `--pending-index` (a
-partial index for claim_due), `--no-pre-ping`, `--prototypes` (the planner with an `unnest`
-insert), and OUTREACH_DB_POOL_SIZE / OUTREACH_DISPATCH_CONCURRENCY in the environment.
+partial index for claim_due), `--no-pre-ping`, and OUTREACH_DB_POOL_SIZE / OUTREACH_DISPATCH_CONCURRENCY in the environment.
 """
 
 from __future__ import annotations
@@ -66,7 +65,6 @@ import httpx
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -644,62 +642,6 @@ async def core_stream(
     return count, time.perf_counter() - started
 
 
-# (column, PostgreSQL array type) of a planned delivery, as `runs._delivery_values` builds it.
-UNNEST_COLUMNS = (
-    ("id", "varchar"),
-    ("workspace_id", "varchar"),
-    ("kind", "varchar"),
-    ("campaign_id", "varchar"),
-    ("campaign_run_id", "varchar"),
-    ("step_index", "integer"),
-    ("contact_id", "varchar"),
-    ("page_id", "varchar"),
-    ("purpose", "varchar"),
-    ("topic", "varchar"),
-    ("state", "varchar"),
-    ("due_at", "timestamptz"),
-    ("content", "jsonb"),
-    ("attempts", "integer"),
-    ("created_at", "timestamptz"),
-    ("updated_at", "timestamptz"),
-)
-
-
-async def insert_by_unnest(session: AsyncSession, values: Sequence[dict[str, Any]]) -> int:
-    """Prototype of `runs._insert_deliveries` for PostgreSQL: one statement with one array
-    parameter per column, so the driver parses a short query instead of a multi-row VALUES
-    list of 16 placeholders per row (see the planning profile)."""
-    if not values:
-        return 0
-    names = ", ".join(name for name, _kind in UNNEST_COLUMNS)
-    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in UNNEST_COLUMNS)
-    statement = sa.text(
-        f"INSERT INTO deliveries ({names}) SELECT * FROM unnest({arrays}) "
-        "ON CONFLICT (campaign_run_id, step_index, contact_id) DO NOTHING RETURNING id"
-    )
-    params: dict[str, list[Any]] = {name: [] for name, _kind in UNNEST_COLUMNS}
-    for row in values:
-        for name, kind in UNNEST_COLUMNS:
-            value = row[name]
-            params[name].append(json.dumps(value) if kind == "jsonb" else value)
-    return len((await session.execute(statement, params)).all())
-
-
-async def time_prototype_planning(
-    resources: Resources, workspace_id: str, body: dict[str, Any], now: datetime, batch: int
-) -> tuple[int, float]:
-    """The production planner on a throwaway copy of the campaign, its insert swapped."""
-    throwaway, _run_id, _started = await launch_campaign(resources, workspace_id, body, now)
-    original = runs._insert_deliveries
-    runs._insert_deliveries = insert_by_unnest
-    try:
-        planned, seconds = await time_planning(resources, batch)
-    finally:
-        runs._insert_deliveries = original
-    await discard_campaign(resources, throwaway)
-    return planned, seconds
-
-
 async def discard_campaign(resources: Resources, campaign_id: str) -> None:
     async with resources.engine.begin() as conn:
         await conn.execute(
@@ -1010,7 +952,6 @@ class PassResult:
     answers: dict[str, int] = field(default_factory=dict)
     breakdown: Breakdown | None = None
     email_bytes: int = 0
-    prototype_plan: tuple[int, float] | None = None
 
 
 async def run_pass(
@@ -1051,13 +992,6 @@ async def run_pass(
         print(
             f"[{channel}] planned {planned:,} rows in {seconds:.2f} s (batch {batch})", flush=True
         )
-    prototype: tuple[int, float] | None = None
-    if args.prototypes:
-        prototype = await time_prototype_planning(
-            resources, workspace_id, body, now, args.plan_batches[0]
-        )
-        print(f"[{channel}] prototype planner (unnest insert): {prototype[0]:,} rows in "
-              f"{prototype[1]:.2f} s", flush=True)  # fmt: skip
     campaign_id, _run_id, started_at = await launch_campaign(resources, workspace_id, body, now)
     plan_profiler = cProfile.Profile() if args.profile else None
     if plan_profiler is not None:
@@ -1158,7 +1092,6 @@ async def run_pass(
         answers=answers,
         breakdown=breakdown,
         email_bytes=sum(sizes) // max(1, len(sizes)),
-        prototype_plan=prototype,
     )
     report_pass(result)
     if args.breakdown:
@@ -1253,10 +1186,6 @@ def report(results: list[PassResult], peak: float, args: argparse.Namespace) -> 
             f"({result.stream_rows / max(result.stream_seconds, 1e-9):,.0f}/s)"
         )
         print(f"{'  audience read alone, Core stream':<42} {stream:>22}")
-        if result.prototype_plan is not None:
-            rows, seconds = result.prototype_plan
-            figure = f"{rows:,} in {seconds:.2f} s ({rows / max(seconds, 1e-9):,.0f}/s)"
-            print(f"{'  prototype: planner with an unnest insert':<42} {figure:>22}")
         drained = result.drain
         rate = result.outcomes.sent / drained.seconds if drained.seconds else 0.0
         bench = result.channel_bench["per_second"]
@@ -1432,11 +1361,6 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="experiment: a partial index deliveries (due_at, id) WHERE state = 'pending', so\n"
         "claim_due's ORDER BY due_at, id LIMIT walks an index instead of the whole queue",
-    )
-    parser.add_argument(
-        "--prototypes",
-        action="store_true",
-        help="also time the planner with its insert swapped for one `unnest` statement",
     )
     parser.add_argument(
         "--no-pre-ping",
