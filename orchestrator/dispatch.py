@@ -705,9 +705,13 @@ async def dispatch_once(
 
     await asyncio.gather(*(one(plan) for plan in plans))
     async with transaction(sessions) as session:
+        # Strong references for the identity map (see _load_plans): planning the next steps
+        # reads each campaign once per batch, not once per delivery.
+        campaigns = await _campaigns(session, {r.plan.campaign_id for r in results})
         for result in results:
             if not result.recorded:
                 await _record_result(session, keyring, result, worker_id=worker_id, now=clock())
+        del campaigns
     return len(claimed)
 
 
@@ -841,10 +845,9 @@ async def _load_plans(
             .scalars()
             .all()
         )
-        campaign_ids = {d.campaign_id for d in deliveries if d.campaign_id}
-        if campaign_ids:
-            # Into the session's identity map: `session.get` below then reads no row twice.
-            await session.execute(sa.select(Campaign).where(col(Campaign.id).in_(campaign_ids)))
+        # Held here for the whole batch: the session's identity map only keeps weak references,
+        # and `session.get` below must find the campaigns there instead of reading them again.
+        campaigns = await _campaigns(session, {d.campaign_id for d in deliveries})
         facts = await reachability.load_facts_many(
             session, [(d.workspace_id, d.contact_id, d.page_id) for d in deliveries]
         )
@@ -860,7 +863,16 @@ async def _load_plans(
                     settings=settings,
                 )
             )
+        del campaigns
         return plans
+
+
+async def _campaigns(session: AsyncSession, ids: set[str | None]) -> dict[str, Campaign]:
+    wanted = {campaign_id for campaign_id in ids if campaign_id}
+    if not wanted:
+        return {}
+    rows = await session.execute(sa.select(Campaign).where(col(Campaign.id).in_(wanted)))
+    return {campaign.id: campaign for campaign in rows.scalars()}
 
 
 async def _plan_one(
