@@ -81,6 +81,8 @@ ONE_OFF_SPECS: dict[str, MessageSpec] = {
     ),
     "optin_request": MessageSpec(purpose=Purpose.TRANSACTIONAL, fallback=Fallback.SKIP),
 }
+# The advisory lock key claims take turns on (any constant; this one spells "claim").
+CLAIM_LOCK_KEY = 0x636C61696D
 # Reference section 6: "person unavailable" may pass; we stop trying Messenger for a while.
 UNAVAILABLE_FOR = timedelta(days=7)
 
@@ -140,8 +142,15 @@ async def claim_due(
     session: AsyncSession, *, worker_id: str, now: datetime, limit: int, lease: timedelta
 ) -> list[str]:
     """Claim up to `limit` due deliveries, at most one per contact, never a contact that already
-    has a claimed delivery (so a contact's messages go out in order)."""
+    has a claimed delivery (so a contact's messages go out in order).
+
+    On PostgreSQL the claims of all workers take turns on one transaction-level advisory lock:
+    `SKIP LOCKED` locks rows, not contacts, so two claimers running at once could each take a
+    different row of one contact. In turn, each claim's statements see the claims committed
+    before it (READ COMMITTED takes a snapshot per statement). A claim is a few milliseconds."""
     table = table_of(Delivery)
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
     busy = sa.select(table.c.contact_id).where(
         table.c.state == State.CLAIMED.value, table.c.lease_expires_at >= now
     )

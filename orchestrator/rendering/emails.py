@@ -117,7 +117,8 @@ def render_step_email(
     content_text = (
         render_user_text(email.text, context, field=f"{field}.text", limits=limits)
         if email.text and email.text.strip()
-        else html_to_text(content_html)
+        # A plain str: the parser walks a Markup object's characters far more slowly.
+        else html_to_text(str(content_html))
     )
     labels = _render_labels(
         email.buttons, language, context, field=f"{field}.buttons", limits=limits
