@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint typecheck pytest migrate postgres browser-deps bench-deps clean
+.PHONY: run demo test lint typecheck pytest migrate postgres browser-deps bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 ## make run: migrate the default SQLite database and serve the API on 127.0.0.1:8000
 run: $(RUNTIME_STAMP)
 	$(BIN)/outreach serve --host 127.0.0.1 --port 8000
+
+## make demo: the whole loop in about 30 s (SQLite, a local SMTP server, the Graph API emulator)
+demo: $(RUNTIME_STAMP)
+	$(BIN)/outreach demo
 
 migrate: $(RUNTIME_STAMP)
 	$(BIN)/outreach migrate

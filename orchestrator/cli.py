@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -154,6 +155,27 @@ def worker_command() -> None:
             log.info("worker stopped", extra={"worker_id": scheduler.worker.id})
 
     _run(work)
+
+
+@app.command("demo")
+def demo_command(
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Exit after printing the funnel.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port of the demo's API.", min=1, max=65535)] = 8000,
+    contacts: Annotated[int, typer.Option(help="How many contacts to create.", min=1)] = 1000,
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its database and emails (reset each run).")
+    ] = Path("outreach-demo"),
+) -> None:
+    """Run a whole campaign locally: SQLite, an SMTP server that keeps .eml files, the Graph API
+    emulator, 1,000 contacts, emulated people; print the funnel, then keep serving."""
+    # Imported here: the demo brings the emulator and an SMTP server that serve and worker never
+    # need.
+    from orchestrator import demo  # noqa: PLC0415
+
+    options = demo.Options(data_dir=data_dir, port=port, contacts=contacts, serve=not no_serve)
+    raise typer.Exit(demo.run(options))
 
 
 @workspace_app.command("create")
