@@ -25,8 +25,10 @@ _BLANK_LINES: Final = re.compile(r"\n{3,}")
 
 
 class _TextCollector(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, *, template: bool = False) -> None:
         super().__init__(convert_charrefs=True)
+        # Reading a template's source: an href that is a Jinja expression is an address too.
+        self._template = template
         self.parts: list[str] = []
         self._hidden = 0
         self._links: list[str | None] = []
@@ -50,7 +52,10 @@ class _TextCollector(HTMLParser):
             self.parts.append("\n")
         elif tag == "a" and self._links:
             href = self._links.pop()
-            if href and href.startswith(("http://", "https://", "mailto:")):
+            if href and (
+                href.startswith(("http://", "https://", "mailto:"))
+                or (self._template and "{{" in href)
+            ):
                 label = self.parts[-1].strip() if self.parts else ""
                 if label != href:
                     self.parts.append(f" ({href})")
@@ -60,8 +65,8 @@ class _TextCollector(HTMLParser):
             self.parts.append(_SPACES.sub(" ", data))
 
 
-def html_to_text(html: str) -> str:
-    collector = _TextCollector()
+def html_to_text(html: str, *, template: bool = False) -> str:
+    collector = _TextCollector(template=template)
     collector.feed(html)
     collector.close()
     lines = (line.strip() for line in "".join(collector.parts).split("\n"))
