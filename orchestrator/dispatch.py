@@ -44,7 +44,7 @@ from orchestrator.campaigns import runs as campaign_runs
 from orchestrator.campaigns import steps as campaign_steps
 from orchestrator.capture import sending as capture_sending
 from orchestrator.crypto import KeyRing
-from orchestrator.db import transaction
+from orchestrator.db import insert_ignoring_conflicts, transaction
 from orchestrator.delivery_states import Event, State, sources_of, transition
 from orchestrator.models import (
     Campaign,
@@ -52,6 +52,7 @@ from orchestrator.models import (
     MessengerIdentity,
     OptinToken,
     Page,
+    SendLease,
     table_of,
 )
 from orchestrator.pages import open_token
@@ -81,6 +82,8 @@ ONE_OFF_SPECS: dict[str, MessageSpec] = {
     ),
     "optin_request": MessageSpec(purpose=Purpose.TRANSACTIONAL, fallback=Fallback.SKIP),
 }
+# Send lease keys: one per Page (DESIGN section 8).
+PAGE_LEASE_PREFIX = "page:"
 # The advisory lock key claims take turns on (any constant; this one spells "claim").
 CLAIM_LOCK_KEY = 0x636C61696D
 # Reference section 6: "person unavailable" may pass; we stop trying Messenger for a while.
@@ -139,7 +142,13 @@ async def release_expired_leases(session: AsyncSession, *, now: datetime) -> int
 
 
 async def claim_due(
-    session: AsyncSession, *, worker_id: str, now: datetime, limit: int, lease: timedelta
+    session: AsyncSession,
+    *,
+    worker_id: str,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    page_lease: timedelta | None = None,
 ) -> list[str]:
     """Claim up to `limit` due deliveries, at most one per contact, never a contact that already
     has a claimed delivery (so a contact's messages go out in order).
@@ -147,7 +156,12 @@ async def claim_due(
     On PostgreSQL the claims of all workers take turns on one transaction-level advisory lock:
     `SKIP LOCKED` locks rows, not contacts, so two claimers running at once could each take a
     different row of one contact. In turn, each claim's statements see the claims committed
-    before it (READ COMMITTED takes a snapshot per statement). A claim is a few milliseconds."""
+    before it (READ COMMITTED takes a snapshot per statement). A claim is a few milliseconds.
+
+    Page send leases (DESIGN section 8): rows of a Page whose lease another worker holds are
+    left alone, and claiming a Page's rows takes or renews its lease for `page_lease` (default:
+    the claim lease). Claims take turns, so two workers never both take one Page's lease; only
+    the holder sends for a Page, and the Page's per-second budget holds however many run."""
     table = table_of(Delivery)
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
@@ -159,8 +173,12 @@ async def claim_due(
     # A paused campaign or Page keeps its rows pending: resuming picks them up where they were.
     paused_campaigns = sa.select(campaigns.c.id).where(campaigns.c.status == "paused")
     paused_pages = sa.select(pages.c.page_id).where(pages.c.paused_at.is_not(None))
+    leases = table_of(SendLease)
+    leased_elsewhere = sa.select(leases.c.key).where(
+        leases.c.owner != worker_id, leases.c.expires_at > now
+    )
     candidates = (
-        sa.select(table.c.id, table.c.contact_id)
+        sa.select(table.c.id, table.c.contact_id, table.c.page_id)
         .where(
             table.c.state == State.PENDING.value,
             table.c.due_at <= now,
@@ -168,6 +186,10 @@ async def claim_due(
             table.c.contact_id.not_in(busy),
             sa.or_(table.c.campaign_id.is_(None), table.c.campaign_id.not_in(paused_campaigns)),
             sa.or_(table.c.page_id.is_(None), table.c.page_id.not_in(paused_pages)),
+            sa.or_(
+                table.c.page_id.is_(None),
+                (PAGE_LEASE_PREFIX + table.c.page_id).not_in(leased_elsewhere),
+            ),
         )
         .order_by(table.c.due_at, table.c.id)
         .limit(limit * 4)
@@ -175,12 +197,20 @@ async def claim_due(
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     chosen: dict[str, str] = {}
+    page_ids: set[str] = set()
     for row in (await session.execute(candidates)).all():
-        chosen.setdefault(row.contact_id, row.id)
+        if row.contact_id not in chosen:
+            chosen[row.contact_id] = row.id
+            if row.page_id is not None:
+                page_ids.add(row.page_id)
         if len(chosen) >= limit:
             break
     if not chosen:
         return []
+    for page_id in sorted(page_ids):
+        await _hold_page_lease(
+            session, page_id, worker_id=worker_id, until=now + (page_lease or lease)
+        )
     claimed = await session.execute(
         sa.update(table)
         .where(table.c.id.in_(list(chosen.values())), table.c.state == State.PENDING.value)
@@ -193,6 +223,24 @@ async def claim_due(
         .returning(table.c.id)
     )
     return [row.id for row in claimed.all()]
+
+
+async def _hold_page_lease(
+    session: AsyncSession, page_id: str, *, worker_id: str, until: datetime
+) -> None:
+    """Take or renew a Page's send lease. The claim that calls this excluded Pages leased by
+    live workers, and claims take turns, so the row is free, expired or already ours."""
+    table = table_of(SendLease)
+    key = PAGE_LEASE_PREFIX + page_id
+    renewed = await session.execute(
+        sa.update(table).where(table.c.key == key).values(owner=worker_id, expires_at=until)
+    )
+    if not getattr(renewed, "rowcount", 0):
+        await session.execute(
+            insert_ignoring_conflicts(session, table, ["key"]).values(
+                key=key, owner=worker_id, expires_at=until
+            )
+        )
 
 
 @dataclass(frozen=True)

@@ -681,3 +681,14 @@ class CommentReply(SQLModel, table=True):
     contact_id: str = Field(max_length=32, index=True)
     delivery_id: str = Field(max_length=32)
     created_at: datetime = _created()
+
+
+class SendLease(SQLModel, table=True):
+    """Who may send for a Page right now (DESIGN section 8): a worker claims a Page's deliveries
+    only while it holds the Page's lease, so the Page's budget holds across workers."""
+
+    __tablename__ = "send_leases"
+
+    key: str = Field(primary_key=True, max_length=100)
+    owner: str = Field(max_length=64)
+    expires_at: datetime = _created()
