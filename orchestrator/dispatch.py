@@ -46,6 +46,7 @@ from orchestrator.capture import sending as capture_sending
 from orchestrator.crypto import KeyRing
 from orchestrator.db import insert_ignoring_conflicts, transaction
 from orchestrator.delivery_states import Event, State, sources_of, transition
+from orchestrator.logs import log_context
 from orchestrator.models import (
     Campaign,
     Delivery,
@@ -745,6 +746,13 @@ async def dispatch_once(
     results: list[_Result] = []
 
     async def one(plan: _Plan) -> None:
+        # Every line logged while this delivery is sent names it, its campaign and contact.
+        with log_context(
+            delivery_id=plan.delivery_id, campaign_id=plan.campaign_id, contact_id=plan.contact_id
+        ):
+            await one_sent(plan)
+
+    async def one_sent(plan: _Plan) -> None:
         async with gate:
             results.append(
                 await _send(

@@ -25,6 +25,7 @@ from orchestrator.capture import capture
 from orchestrator.db import transaction
 from orchestrator.ids import new_id
 from orchestrator.imports import processing as imports_processing
+from orchestrator.logs import log_context
 from orchestrator.models import WorkerHeartbeat, table_of
 from orchestrator.resources import Resources
 
@@ -92,11 +93,12 @@ class EmbeddedScheduler:
 
     def add_job(self, name: str, job: Job, *, seconds: float) -> None:
         async def run() -> None:
-            try:
-                async with transaction(self._resources.sessions) as session:
-                    await job(session, self._resources.clock.now())
-            except Exception:
-                log.exception("job failed", extra={"job": name})
+            with log_context(job=name, worker_id=self.worker.id):
+                try:
+                    async with transaction(self._resources.sessions) as session:
+                        await job(session, self._resources.clock.now())
+                except Exception:
+                    log.exception("job failed", extra={"job": name})
 
         self._scheduler.add_job(
             run,
