@@ -62,7 +62,6 @@ from orchestrator.policy import (
     Fallback,
     MessageSpec,
     MessengerFailure,
-    PageState,
     Purpose,
     Reason,
     Route,
@@ -301,19 +300,19 @@ async def _plan(
     identity = next((i for i in facts.identities if i.page_id == delivery.page_id), None)
     if delivery.kind == "optin_request":
         spec = MessageSpec(purpose=spec.purpose, topic=delivery.topic, fallback=spec.fallback)
-    context = SendContext(
-        now=now,
-        page=reachability.page_state(page) if page is not None else PageState(),
-        message=spec,
-        email=reachability.email_state(facts.email, facts.workspace),
-        messenger=reachability.messenger_state(
-            identity, facts.tokens[identity.id], quiet=settings.takeover_quiet
-        )
-        if identity is not None and page is not None
-        else None,
+    context = reachability.send_context(
+        facts, page_id=delivery.page_id, message=spec, now=now, quiet=settings.takeover_quiet
     )
     if campaign is not None:
-        context = await _campaign_context(session, context, campaign, delivery, facts, now=now)
+        context = await campaign_steps.campaign_context(
+            session,
+            context,
+            spec=campaign_runs.spec_of(campaign),
+            cancelled=campaign.status == "cancelled",
+            contact=facts.contact,
+            now=now,
+            exclude_delivery_id=delivery.id,
+        )
     decision = campaign_steps.decide_step(context, content) if campaign else decide(context)
     if delivery.kind == "step" and decision.route is Route.EMAIL:
         return _email_plan(
@@ -426,36 +425,6 @@ async def _campaign_of(session: AsyncSession, delivery: Delivery) -> Campaign | 
     if delivery.kind != "step" or delivery.campaign_id is None or delivery.step_index is None:
         return None
     return await session.get(Campaign, delivery.campaign_id)
-
-
-async def _campaign_context(
-    session: AsyncSession,
-    context: SendContext,
-    campaign: Campaign,
-    delivery: Delivery,
-    facts: reachability.ContactFacts,
-    *,
-    now: datetime,
-) -> SendContext:
-    """The campaign's part of the decision: cancelled, its send window in the contact's zone,
-    and the frequency cap over promotional sends on every channel (DESIGN section 7)."""
-    spec = campaign_runs.spec_of(campaign)
-    capped = False
-    if spec.frequency_cap is not None and context.message.purpose is Purpose.PROMOTIONAL:
-        capped = await campaign_steps.frequency_cap_reached(
-            session,
-            contact_id=delivery.contact_id,
-            cap=spec.frequency_cap,
-            period=campaign_steps.cap_period(spec),
-            now=now,
-            exclude_delivery_id=delivery.id,
-        )
-    return replace(
-        context,
-        cancelled=campaign.status == "cancelled",
-        send_window=campaign_steps.send_window_for(spec, facts.contact.timezone),
-        frequency_cap_reached=capped,
-    )
 
 
 def _step_spec(delivery: Delivery, content: dict[str, Any]) -> MessageSpec | None:

@@ -230,6 +230,29 @@ async def load_facts_many(
     return found
 
 
+def send_context(
+    facts: ContactFacts,
+    *,
+    page_id: str | None,
+    message: MessageSpec,
+    now: datetime,
+    quiet: timedelta,
+) -> SendContext:
+    """The policy's inputs for one message to this contact through `page_id`: one place for the
+    dispatcher, the preview and reachability, so what they show is what is sent."""
+    page = facts.pages.get(page_id) if page_id else None
+    identity = next((i for i in facts.identities if i.page_id == page_id), None)
+    return SendContext(
+        now=now,
+        page=page_state(page) if page is not None else PageState(),
+        message=message,
+        email=email_state(facts.email, facts.workspace),
+        messenger=messenger_state(identity, facts.tokens[identity.id], quiet=quiet)
+        if identity is not None and page is not None
+        else None,
+    )
+
+
 def decision_for(
     facts: ContactFacts,
     *,
@@ -239,16 +262,12 @@ def decision_for(
     quiet: timedelta,
     topic: str | None = None,
 ) -> dict[str, Any]:
-    page = facts.pages.get(page_id) if page_id else None
-    identity = next((i for i in facts.identities if i.page_id == page_id), None)
-    ctx = SendContext(
-        now=now,
-        page=page_state(page) if page is not None else PageState(),
+    ctx = send_context(
+        facts,
+        page_id=page_id,
         message=MessageSpec(purpose=purpose, topic=topic),
-        email=email_state(facts.email, facts.workspace),
-        messenger=messenger_state(identity, facts.tokens[identity.id], quiet=quiet)
-        if identity is not None and page is not None
-        else None,
+        now=now,
+        quiet=quiet,
     )
     decision = decide(ctx).as_dict()
     decision["page_id"] = page_id

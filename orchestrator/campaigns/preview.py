@@ -20,7 +20,7 @@ from orchestrator.campaigns.queries import get_campaign
 from orchestrator.campaigns.spec import Step
 from orchestrator.errors import FieldError, ValidationFailed
 from orchestrator.models import Page
-from orchestrator.policy import Decision, PageState, Purpose, Route, SendContext
+from orchestrator.policy import Decision, Route
 
 # Preview links lead nowhere on purpose: a real click token would name a delivery that does
 # not exist, and a click on a previewed email must not record anything.
@@ -79,29 +79,20 @@ async def preview_step(
         session, workspace_id=workspace_id, contact_id=contact_id, page_id=campaign.page_id
     )
     page = facts.pages.get(campaign.page_id)
-    identity = next((i for i in facts.identities if i.page_id == campaign.page_id), None)
-    message = steps.message_spec(spec, step_index, hold_deadline=None)
-    context = SendContext(
-        now=now,
-        page=reachability.page_state(page) if page is not None else PageState(),
-        message=message,
-        email=reachability.email_state(facts.email, facts.workspace),
-        messenger=reachability.messenger_state(
-            identity, facts.tokens[identity.id], quiet=settings.takeover_quiet
-        )
-        if identity is not None and page is not None
-        else None,
-        # The dispatcher caps promotional messages only (dispatch.py `_campaign_context`).
-        frequency_cap_reached=message.purpose is Purpose.PROMOTIONAL
-        and await steps.frequency_cap_reached(
-            session,
-            contact_id=contact_id,
-            cap=spec.frequency_cap,
-            period=steps.cap_period(spec),
+    # The context the dispatcher would build (dispatch.py `_plan`), campaign part included.
+    context = await steps.campaign_context(
+        session,
+        reachability.send_context(
+            facts,
+            page_id=campaign.page_id,
+            message=steps.message_spec(spec, step_index, hold_deadline=None),
             now=now,
+            quiet=settings.takeover_quiet,
         ),
+        spec=spec,
         cancelled=campaign.status == "cancelled",
-        send_window=steps.send_window_for(spec, facts.contact.timezone),
+        contact=facts.contact,
+        now=now,
     )
     content = steps.content_of(spec, step_index)
     decision = steps.decide_step(context, content)

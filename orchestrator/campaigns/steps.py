@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orchestrator.campaigns.durations import parse_duration
 from orchestrator.campaigns.spec import DEFAULT_ZONE, CampaignSpec
 from orchestrator.delivery_states import State
-from orchestrator.models import Delivery, table_of
+from orchestrator.models import Contact, Delivery, table_of
 from orchestrator.policy import (
     Decision,
     Fallback,
@@ -138,6 +139,36 @@ def send_window_for(spec: CampaignSpec, contact_zone: str | None) -> SendWindow 
 
 def cap_period(spec: CampaignSpec) -> timedelta:
     return parse_duration(spec.frequency_cap_period)
+
+
+async def campaign_context(
+    session: AsyncSession,
+    context: SendContext,
+    *,
+    spec: CampaignSpec,
+    cancelled: bool,
+    contact: Contact,
+    now: datetime,
+    exclude_delivery_id: str | None = None,
+) -> SendContext:
+    """The campaign's part of the decision: cancelled, its send window in the contact's zone,
+    and the frequency cap over promotional sends on every channel (DESIGN section 7)."""
+    capped = False
+    if spec.frequency_cap is not None and context.message.purpose is Purpose.PROMOTIONAL:
+        capped = await frequency_cap_reached(
+            session,
+            contact_id=contact.id,
+            cap=spec.frequency_cap,
+            period=cap_period(spec),
+            now=now,
+            exclude_delivery_id=exclude_delivery_id,
+        )
+    return replace(
+        context,
+        cancelled=cancelled,
+        send_window=send_window_for(spec, contact.timezone),
+        frequency_cap_reached=capped,
+    )
 
 
 async def frequency_cap_reached(
