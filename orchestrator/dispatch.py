@@ -625,7 +625,6 @@ async def _record(
         assert plan.run_id and plan.step_index is not None and plan.contact_id
         await campaign_runs.plan_next_step(
             session,
-            delivery_id=plan.delivery_id,
             campaign_id=plan.campaign_id,
             run_id=plan.run_id,
             step_index=plan.step_index,
@@ -673,7 +672,6 @@ class _Result:
     outcome: Outcome
     messenger_error: MessengerError | None = None
     email_failure: EmailError | None = None
-    recorded: bool = False
     # Waiting for a paused relay is not an attempt.
     counts_attempt: bool = True
 
@@ -708,9 +706,9 @@ async def dispatch_once(
         )
     if not claimed:
         return 0
-    plans = await _load_plans(sessions, keyring, claimed, now=clock(), settings=settings)
-    async with sessions() as session:
-        email_paused = await channel_pauses.paused_reason(session, channel=channel_pauses.EMAIL)
+    plans, email_paused = await _load_plans(
+        sessions, keyring, claimed, now=clock(), settings=settings
+    )
     gate = asyncio.Semaphore(settings.concurrency)
     results: list[_Result] = []
 
@@ -719,23 +717,19 @@ async def dispatch_once(
         with log_context(
             delivery_id=plan.delivery_id, campaign_id=plan.campaign_id, contact_id=plan.contact_id
         ):
-            await one_sent(plan)
-
-    async def one_sent(plan: _Plan) -> None:
-        async with gate:
-            results.append(
-                await _send(
-                    sessions,
-                    keyring,
-                    messenger,
-                    plan,
-                    worker_id=worker_id,
-                    clock=clock,
-                    settings=settings,
-                    email=email,
-                    email_paused=email_paused,
+            async with gate:
+                results.append(
+                    await _send(
+                        sessions,
+                        keyring,
+                        messenger,
+                        plan,
+                        clock=clock,
+                        settings=settings,
+                        email=email,
+                        email_paused=email_paused,
+                    )
                 )
-            )
 
     await asyncio.gather(*(one(plan) for plan in plans))
     async with transaction(sessions) as session:
@@ -743,8 +737,7 @@ async def dispatch_once(
         # reads each campaign once per batch, not once per delivery.
         campaigns = await _campaigns(session, {r.plan.campaign_id for r in results})
         for result in results:
-            if not result.recorded:
-                await _record_result(session, keyring, result, worker_id=worker_id, now=clock())
+            await _record_result(session, keyring, result, worker_id=worker_id, now=clock())
         del campaigns
     return len(claimed)
 
@@ -793,7 +786,6 @@ async def _send(
     messenger: MessengerClient,
     plan: _Plan,
     *,
-    worker_id: str,
     clock: Callable[[], datetime],
     settings: DispatchSettings,
     email: SmtpSender | None,
@@ -870,9 +862,10 @@ async def _load_plans(
     *,
     now: datetime,
     settings: DispatchSettings,
-) -> list[_Plan]:
+) -> tuple[list[_Plan], str | None]:
     """Plan a claimed batch in one transaction: its rows, campaigns and contacts' facts are read
-    with a few `IN` queries, then each delivery is planned from them."""
+    with a few `IN` queries, then each delivery is planned from them. Also returns why email is
+    paused, if it is (read once a batch, not once an email)."""
     async with transaction(sessions) as session:
         deliveries = list(
             (await session.execute(sa.select(Delivery).where(col(Delivery.id).in_(delivery_ids))))
@@ -898,7 +891,8 @@ async def _load_plans(
                 )
             )
         del campaigns
-        return plans
+        email_paused = await channel_pauses.paused_reason(session, channel=channel_pauses.EMAIL)
+        return plans, email_paused
 
 
 async def _campaigns(session: AsyncSession, ids: set[str | None]) -> dict[str, Campaign]:
@@ -926,7 +920,7 @@ async def _plan_one(
             run_id=delivery.campaign_run_id,
             step_index=delivery.step_index,
             contact_id=delivery.contact_id,
-            throttle=await _throttle_of(session, delivery),
+            throttle=_throttle_of(await _campaign_of(session, delivery)),
         )
     except Exception as exc:
         log.exception("planning failed", extra={"delivery_id": delivery.id})
@@ -938,8 +932,7 @@ async def _plan_one(
         )
 
 
-async def _throttle_of(session: AsyncSession, delivery: Delivery) -> int | None:
-    campaign = await _campaign_of(session, delivery)
+def _throttle_of(campaign: Campaign | None) -> int | None:
     if campaign is None:
         return None
     throttle = campaign_runs.spec_of(campaign).throttle

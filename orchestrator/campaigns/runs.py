@@ -45,7 +45,6 @@ FINAL_STATES = (State.SENT.value, State.SKIPPED.value, State.FAILED.value, State
 # Outcomes after which a sequence stops for the contact: the campaign was cancelled, or its Page
 # was paused (resuming the Page resumes the pending rows; a paused row is not "done").
 _STOPS_SEQUENCE = frozenset({"skipped.cancelled", "failed.page_paused"})
-FALLBACK_NOW = steps.FALLBACK_NOW
 
 
 def spec_of(campaign: Campaign) -> CampaignSpec:
@@ -352,7 +351,7 @@ def _due(
     if not step.delay.window_relative:
         return due.due_at, {}
     if due.fallback_applies:
-        return due.due_at, {FALLBACK_NOW: "no_window"}
+        return due.due_at, {steps.FALLBACK_NOW: "no_window"}
     fitted = planning.fit_send_window(
         due.due_at,
         steps.send_window_for(spec, zone),
@@ -361,7 +360,7 @@ def _due(
         messenger_window_closes_at=window_closes_at(window_event_at),
     )
     if fitted is None:
-        return due.due_at, {FALLBACK_NOW: "send_window"}
+        return due.due_at, {steps.FALLBACK_NOW: "send_window"}
     return fitted, {}
 
 
@@ -470,7 +469,6 @@ async def _finish_planning(session: AsyncSession, run_id: str, *, now: datetime)
 async def plan_next_step(
     session: AsyncSession,
     *,
-    delivery_id: str,
     campaign_id: str,
     run_id: str,
     step_index: int,
