@@ -679,7 +679,8 @@ class CommentReply(SQLModel, table=True):
     page_id: str = Field(max_length=64)
     from_id: str = Field(max_length=64)
     contact_id: str = Field(max_length=32, index=True)
-    delivery_id: str = Field(max_length=32)
+    # Every echo of a sent delivery looks its private reply up by delivery id.
+    delivery_id: str = Field(max_length=32, index=True)
     created_at: datetime = _created()
 
 

@@ -70,6 +70,17 @@ def fallback_links(
     )
 
 
+def sender_of(workspace: Workspace, default_from: str) -> tuple[rendering.SenderIdentity, str]:
+    """Who an email is from: the workspace's sender, else the settings' default, and the From
+    address; one place for campaign emails, the preview and the double opt-in email."""
+    default_name, default_address = parseaddr(default_from)
+    sender = rendering.SenderIdentity(
+        name=workspace.from_name or default_name or workspace.name,
+        postal_address=workspace.postal_address or "",
+    )
+    return sender, workspace.from_address or default_address
+
+
 def compose(
     *,
     step_email: dict[str, Any],
@@ -82,12 +93,7 @@ def compose(
     now: datetime,
 ) -> tuple[bytes, str]:
     """The message bytes and the envelope sender. Raises `RenderError` or `MessageInvalid`."""
-    default_name, default_address = parseaddr(default_from)
-    from_address = workspace.from_address or default_address
-    sender = rendering.SenderIdentity(
-        name=workspace.from_name or default_name or workspace.name,
-        postal_address=workspace.postal_address or "",
-    )
+    sender, from_address = sender_of(workspace, default_from)
     rendered = rendering.render_step_email(
         email=rendering.EmailStepTemplates(
             subject=str(step_email.get("subject", "")),

@@ -29,11 +29,11 @@ class Resources:
     clock: Clock
     messenger: MessengerClient
     email: SmtpSender
+    process_metrics: ProcessMetrics
+    metrics_cache: MetricsCache
     owns_engine: bool = field(default=True)
     webhook_routing: RoutingCache = field(default_factory=RoutingCache)
     inbox_batcher: InboxBatcher = field(default_factory=InboxBatcher)
-    process_metrics: ProcessMetrics = field(default_factory=ProcessMetrics)
-    metrics_cache: MetricsCache | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:

@@ -18,17 +18,26 @@ def address_hashes(keyring: KeyRing, *, workspace_id: str, address: str) -> tupl
     return keyring.keyed_hashes(f"{workspace_id}:{address}", purpose=_PURPOSE)
 
 
-async def is_suppressed(
+async def suppressed_reason(
     session: AsyncSession, keyring: KeyRing, *, workspace_id: str, address: str
-) -> bool:
+) -> str | None:
+    """Why the address is suppressed (unsubscribed, bounced, complained, erased), or None."""
     table = table_of(Suppression)
     hashes = address_hashes(keyring, workspace_id=workspace_id, address=address)
     found = await session.execute(
-        sa.select(sa.literal(1))
+        sa.select(table.c.reason)
         .where(table.c.workspace_id == workspace_id, table.c.address_hash.in_(hashes))
         .limit(1)
     )
-    return found.first() is not None
+    reason: str | None = found.scalar_one_or_none()
+    return reason
+
+
+async def is_suppressed(
+    session: AsyncSession, keyring: KeyRing, *, workspace_id: str, address: str
+) -> bool:
+    found = await suppressed_reason(session, keyring, workspace_id=workspace_id, address=address)
+    return found is not None
 
 
 async def suppress(

@@ -8,7 +8,6 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator.api.deps import ResourcesDep
-from orchestrator.metrics import read_database_metrics
 from orchestrator.observability import exposition
 
 router = APIRouter(tags=["health"])
@@ -16,10 +15,5 @@ router = APIRouter(tags=["health"])
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(resources: ResourcesDep) -> Response:
-    cache = resources.metrics_cache
-    if cache is None:
-        async with resources.sessions() as session:
-            reading = await read_database_metrics(session, now=resources.clock.now())
-    else:
-        reading = await cache.read(resources.sessions)
+    reading = await resources.metrics_cache.read(resources.sessions)
     return Response(exposition(resources.process_metrics, reading), media_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -152,13 +151,9 @@ def _email(
     email = content.get("email")
     if not email or facts.email is None:
         raise rendering.RenderError(f"{at}.email", "the step has no email content", code="invalid")
-    # The sender as outbound_email.compose derives it.
+
     workspace = facts.workspace
-    default_name, _ = parseaddr(settings.default_from)
-    sender = rendering.SenderIdentity(
-        name=workspace.from_name or default_name or workspace.name,
-        postal_address=workspace.postal_address or "",
-    )
+    sender, _ = outbound_email.sender_of(workspace, settings.default_from)
     rendered = rendering.render_step_email(
         email=rendering.EmailStepTemplates(
             subject=str(email.get("subject", "")),

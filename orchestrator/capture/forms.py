@@ -125,7 +125,9 @@ async def prizes_of(session: AsyncSession, form_id: str) -> list[PrizeView]:
 
 
 async def view(session: AsyncSession, form: CaptureForm) -> FormView:
-    return FormView(form, await prizes_of(session, form.id))
+    # Only a minigame has a wheel: the other kinds are refused prizes, so no query for them.
+    prizes = await prizes_of(session, form.id) if form.kind == "minigame" else []
+    return FormView(form, prizes)
 
 
 def _encode_cursor(last_id: str) -> str:

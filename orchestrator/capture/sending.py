@@ -12,7 +12,6 @@ back like any other:
 from __future__ import annotations
 
 from datetime import datetime
-from email.utils import parseaddr
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +21,7 @@ from sqlmodel import col
 from channels.email import MessageInvalid, OutboundEmail, build_message_fast
 from channels.messenger import PayloadInvalid, build_send_request
 from channels.messenger.payloads import Recipient
-from orchestrator import dispatch, links, reachability, rendering, suppression
+from orchestrator import dispatch, links, outbound_email, reachability, rendering, suppression
 from orchestrator.capture.tokens import ConfirmLink, make_confirm_token
 from orchestrator.crypto import KeyRing
 from orchestrator.delivery_states import State
@@ -31,9 +30,7 @@ from orchestrator.models import (
     Delivery,
     EmailIdentity,
     Page,
-    Suppression,
     Workspace,
-    table_of,
 )
 from orchestrator.pages import open_token
 from orchestrator.policy import (
@@ -85,17 +82,9 @@ async def plan(
 async def _suppressed_reason(
     session: AsyncSession, keyring: KeyRing, identity: EmailIdentity
 ) -> Reason | None:
-    table = table_of(Suppression)
-    hashes = suppression.address_hashes(
-        keyring, workspace_id=identity.workspace_id, address=identity.address
+    reason = await suppression.suppressed_reason(
+        session, keyring, workspace_id=identity.workspace_id, address=identity.address
     )
-    reason = (
-        await session.execute(
-            sa.select(table.c.reason)
-            .where(table.c.workspace_id == identity.workspace_id, table.c.address_hash.in_(hashes))
-            .limit(1)
-        )
-    ).scalar_one_or_none()
     if reason is None:
         return None
     # "erased" and "unsubscribed" both mean the person asked us to stop.
@@ -145,12 +134,7 @@ async def _double_opt_in(
         links.Unsubscribe(delivery.workspace_id, contact.id, identity.id, delivery.id),
         now=now,
     )
-    default_name, default_address = parseaddr(settings.email.default_from)
-    from_address = workspace.from_address or default_address
-    sender = rendering.SenderIdentity(
-        name=workspace.from_name or default_name or workspace.name,
-        postal_address=workspace.postal_address or "",
-    )
+    sender, from_address = outbound_email.sender_of(workspace, settings.email.default_from)
     rendered = rendering.render_confirmation_email(
         confirm_url=links.public_url(public_url, "c", confirm),
         sender=sender,

@@ -122,10 +122,6 @@ async def spin_of_contact(session: AsyncSession, *, form_id: str, contact_id: st
     ).scalar_one_or_none()
 
 
-async def view_spin(session: AsyncSession, spin_id: str) -> SpinView:
-    return await _view(session, spin_id)
-
-
 async def reserve(session: AsyncSession, *, spin_id: str, now: datetime) -> SpinView:
     """Give the drawn prize if stock (and a code) is left; idempotent per spin."""
     spins = table_of(CaptureSpin)

@@ -143,6 +143,9 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_comment_replies_workspace_id"), ["workspace_id"], unique=False
         )
+        batch_op.create_index(
+            batch_op.f("ix_comment_replies_delivery_id"), ["delivery_id"], unique=False
+        )
 
     op.create_table(
         "capture_prizes",
@@ -270,6 +273,7 @@ def downgrade() -> None:
 
     op.drop_table("capture_prizes")
     with op.batch_alter_table("comment_replies", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_comment_replies_delivery_id"))
         batch_op.drop_index(batch_op.f("ix_comment_replies_workspace_id"))
         batch_op.drop_index(batch_op.f("ix_comment_replies_contact_id"))
         batch_op.drop_index("ix_comment_replies_author")
