@@ -23,7 +23,7 @@ from sqlmodel import col
 
 from channels.messenger.payloads import one_time_notif_request
 from orchestrator import contacts, deliveries
-from orchestrator.campaigns import planning
+from orchestrator.campaigns import runs as campaign_runs
 from orchestrator.campaigns import steps as campaign_steps
 from orchestrator.crypto import KeyRing
 from orchestrator.delivery_states import Event, State, sources_of, transition
@@ -41,7 +41,7 @@ from orchestrator.models import (
     table_of,
 )
 from orchestrator.policy import Reason
-from orchestrator.policy.window import window_closes_at, window_open
+from orchestrator.policy.window import window_open
 
 OPTIN_TITLE_VI = "Nhận thông báo khi có tin mới?"
 
@@ -309,28 +309,20 @@ async def on_window_opened(
         )
         if row.step_index is None or row.step_index >= len(spec.steps):
             continue
-        step = spec.steps[row.step_index]
-        if not step.delay.window_relative:
+        if not spec.steps[row.step_index].delay.window_relative:
             continue
-        due = planning.replan_on_interaction(
-            step,
-            current=planning.Due(row.due_at, "window_end"),
-            new_window_event_at=opened_at,
+        # Planned again exactly as the planner plans it, from the new window-opening event.
+        due_at, marks = campaign_runs.due_for(
+            spec,
+            row.step_index,
+            previous_final_at=now,
+            window_event_at=opened_at,
+            zone=zone,
             now=now,
         )
-        content = {k: v for k, v in (row.content or {}).items() if k != campaign_steps.FALLBACK_NOW}
-        due_at = planning.fit_send_window(
-            due.due_at,
-            campaign_steps.send_window_for(spec, zone),
-            window_relative=True,
-            now=now,
-            messenger_window_closes_at=window_closes_at(opened_at),
-        )
-        if due_at is None:
-            # No minute of the send window falls inside this Messenger window: the fallback
-            # applies when the step comes up, as the planner marks it (campaigns/runs.py).
-            due_at = due.due_at
-            content[campaign_steps.FALLBACK_NOW] = "send_window"
+        content = {
+            k: v for k, v in (row.content or {}).items() if k != campaign_steps.FALLBACK_NOW
+        } | marks
         state = (
             transition(row.state, Event.DUE) if row.state == State.DEFERRED.value else State.PENDING
         )

@@ -315,7 +315,7 @@ async def _plan_batch(
         if row.id == last:
             continue  # two identities on one Page: the contact once
         last = row.id
-        due_at, content = _due(
+        due_at, content = due_for(
             spec,
             0,
             # Step 1 counts from the run's start (DESIGN section 7).
@@ -329,7 +329,7 @@ async def _plan_batch(
     return inserted, last
 
 
-def _due(
+def due_for(
     spec: CampaignSpec,
     index: int,
     *,
@@ -508,7 +508,7 @@ async def plan_next_step(
     ).first()
     if row is None:
         return False  # erased meanwhile
-    due_at, content = _due(
+    due_at, content = due_for(
         spec,
         index,
         previous_final_at=final_at,
