@@ -6,9 +6,11 @@ Later issues register more jobs (claim due deliveries, apply the webhook inbox, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -76,9 +78,18 @@ async def record_heartbeat(
 
 
 class EmbeddedScheduler:
+    """APScheduler's asyncio scheduler, knowing which of its jobs are running so that stopping
+    lets them end.
+
+    APScheduler's `shutdown(wait=False)` leaves running jobs to be cancelled when the loop
+    closes, possibly inside a transaction after the engine was disposed; an aiosqlite
+    connection left open then keeps its non-daemon thread alive and the process never exits
+    (seen as a worker hanging on SIGTERM)."""
+
     def __init__(self, resources: Resources, *, kind: str, heartbeat_seconds: float = 10.0) -> None:
         self._resources = resources
         self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self.running: set[asyncio.Task[None]] = set()
         self.worker = WorkerIdentity.of_this_process(kind)
         self._heartbeat_seconds = heartbeat_seconds
         self.add_job("workers.heartbeat", self._heartbeat, seconds=heartbeat_seconds)
@@ -93,6 +104,11 @@ class EmbeddedScheduler:
 
     def add_job(self, name: str, job: Job, *, seconds: float) -> None:
         async def run() -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                # The whole task, its transaction's end included.
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
             with log_context(job=name, worker_id=self.worker.id):
                 try:
                     async with transaction(self._resources.sessions) as session:
@@ -114,9 +130,21 @@ class EmbeddedScheduler:
     async def start(self) -> None:
         self._scheduler.start()
 
-    async def stop(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+    async def stop(self, *, grace_seconds: float = 15.0) -> None:
+        """Start no more jobs, let the running ones finish (at most `grace_seconds`; an idle tick
+        takes milliseconds, a dispatch round its budget), then cancel what is left and wait for
+        its rollback, so the caller may dispose of the engine."""
+        if not self._scheduler.running:
+            return
+        self._scheduler.pause()
+        deadline = time.monotonic() + grace_seconds
+        while self.running and time.monotonic() < deadline:
+            await asyncio.wait(set(self.running), timeout=deadline - time.monotonic())
+        # Cancels the jobs still running (APScheduler's asyncio executor does), then waits for
+        # their rollback.
+        self._scheduler.shutdown(wait=False)
+        if self.running:
+            await asyncio.wait(set(self.running), timeout=grace_seconds)
 
 
 def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:

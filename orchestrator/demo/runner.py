@@ -35,7 +35,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from channels.sandbox import AfterSend, GraphEmulator, serve
 from orchestrator import apikeys, contacts, logs, migrate, workspaces
@@ -54,7 +54,7 @@ from orchestrator.models import (
     table_of,
 )
 from orchestrator.resources import Resources, build_resources
-from orchestrator.scheduler import EmbeddedScheduler, Job, register_jobs
+from orchestrator.scheduler import EmbeddedScheduler, register_jobs
 from orchestrator.settings import Settings
 
 APP_ID = "1000000000000001"
@@ -239,45 +239,16 @@ async def api_server(app: FastAPI, sock: socket.socket) -> AsyncIterator[str]:
         await task
 
 
-class _TrackedScheduler(EmbeddedScheduler):
-    """The embedded scheduler, knowing which of its jobs are running."""
-
-    def __init__(self, resources: Resources) -> None:
-        self.running: set[asyncio.Task[Any]] = set()
-        super().__init__(resources, kind="serve")
-
-    def add_job(self, name: str, job: Job, *, seconds: float) -> None:
-        async def tracked(session: AsyncSession, now: datetime) -> None:
-            task = asyncio.current_task()
-            if task is not None:
-                # The whole task, its transaction's end included.
-                self.running.add(task)
-                task.add_done_callback(self.running.discard)
-            await job(session, now)
-
-        super().add_job(name, tracked, seconds=seconds)
-
-
 @contextlib.asynccontextmanager
-async def scheduled(resources: Resources, *, grace_seconds: float = 15.0) -> AsyncIterator[None]:
-    """The scheduler jobs `outreach serve` runs, stopped between two jobs.
-
-    Stopping the scheduler cancels the jobs that are running, possibly inside a transaction; if
-    the engine were then disposed before their rollback, an await in that rollback could never
-    end. So stopping waits until no job runs (at most `grace_seconds`; an idle tick takes
-    milliseconds) and stops right then, with no await in between for a job to start in."""
-    scheduler = _TrackedScheduler(resources)
+async def scheduled(resources: Resources) -> AsyncIterator[None]:
+    """The scheduler jobs `outreach serve` runs, stopped gracefully (EmbeddedScheduler.stop)."""
+    scheduler = EmbeddedScheduler(resources, kind="serve")
     register_jobs(scheduler, resources)
     await scheduler.start()
     try:
         yield
     finally:
-        deadline = time.monotonic() + grace_seconds
-        while scheduler.running and time.monotonic() < deadline:
-            await asyncio.wait(set(scheduler.running), timeout=deadline - time.monotonic())
         await scheduler.stop()
-        if scheduler.running:
-            await asyncio.wait(set(scheduler.running), timeout=grace_seconds)
 
 
 def _ok(response: httpx.Response, status: int) -> Any:
