@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -31,7 +32,6 @@ from channels.messenger import MessengerClient, MessengerError, build_send_reque
 from channels.messenger.errors import ErrorClass
 from channels.messenger.payloads import MessagingType as SendMessagingType
 from channels.messenger.payloads import Recipient
-from channels.messenger.ratelimit import SlidingWindowLimiter
 from orchestrator import (
     channel_pauses,
     email_feedback,
@@ -69,6 +69,7 @@ from orchestrator.policy import (
     decide,
     decide_after_messenger_failure,
 )
+from orchestrator.send_budgets import CAMPAIGN_BUDGET_PREFIX, Budget, SendBudgets
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,10 @@ class EmailSettings:
     public_url: str
     default_from: str
     unsubscribe_mailto: str | None = None
+    # The relay's global budget (`OUTREACH_SMTP_MAX_PER_SECOND` across every worker), under
+    # the relay's key.
+    relay_key: str = "smtp"
+    relay_budget: Budget | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,9 @@ class DispatchSettings:
     concurrency: int = 1
     email: EmailSettings | None = None
     random: Callable[[], float] = field(default=random.random)
+    # Global send budgets (campaign throttles, the relay's rate); None: this process's own
+    # (see _budgets_of), which holds the limits only while one process sends.
+    budgets: SendBudgets | None = None
 
     def backoff(self, attempt: int) -> timedelta:
         """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
@@ -718,8 +726,8 @@ async def dispatch_once(
             delivery_id=plan.delivery_id, campaign_id=plan.campaign_id, contact_id=plan.contact_id
         ):
             async with gate:
-                results.append(
-                    await _send(
+                try:
+                    result = await _send(
                         sessions,
                         keyring,
                         messenger,
@@ -728,9 +736,22 @@ async def dispatch_once(
                         settings=settings,
                         email=email,
                         email_paused=email_paused,
+                        limits=limits,
                     )
-                )
+                except Exception as exc:
+                    # Outside the channels' error trees (the database gone while a send budget
+                    # is reserved): this delivery is retried, and the batch's other outcomes are
+                    # still recorded instead of all of them being sent again after the lease.
+                    log.exception("send failed", extra={"delivery_id": plan.delivery_id})
+                    result = _Result(
+                        plan, _after_unexpected(plan, exc, now=clock(), settings=settings)
+                    )
+                results.append(result)
 
+    # Sends a budget would hold past half the claim lease go back to pending instead (see
+    # _throttled): waiting longer could let the lease expire and another worker send them too.
+    budgets = settings.budgets or _budgets_of(sessions)
+    limits = _Limits(budgets, send_by=budgets.now() + settings.lease.total_seconds() / 2)
     await asyncio.gather(*(one(plan) for plan in plans))
     async with transaction(sessions) as session:
         # Strong references for the identity map (see _load_plans): planning the next steps
@@ -790,12 +811,18 @@ async def _send(
     settings: DispatchSettings,
     email: SmtpSender | None,
     email_paused: str | None,
+    limits: _Limits,
 ) -> _Result:
     if plan.outcome is not None:
         return _Result(plan, plan.outcome)
-    await _throttled(plan)
+    if plan.throttle is not None and plan.campaign_id is not None:
+        key, budget = CAMPAIGN_BUDGET_PREFIX + plan.campaign_id, Budget(plan.throttle)
+        if not await limits.budgets.acquire(key, budget, deadline=limits.send_by):
+            return _Result(plan, _throttled(clock()), counts_attempt=False)
     if plan.email_message is not None:
-        return await _send_email(plan, email, clock=clock, settings=settings, paused=email_paused)
+        return await _send_email(
+            plan, email, clock=clock, settings=settings, paused=email_paused, limits=limits
+        )
     assert plan.page_id and plan.access_token and plan.graph_api_version and plan.body
     try:
         receipt = await messenger.send_once(
@@ -809,7 +836,15 @@ async def _send(
             async with transaction(sessions) as session:
                 await _side_effects(session, plan, exc, now=clock())
             return await _reroute_to_email(
-                sessions, keyring, plan, outcome.reason, clock, settings, email, email_paused
+                sessions,
+                keyring,
+                plan,
+                outcome.reason,
+                clock,
+                settings,
+                email,
+                email_paused,
+                limits,
             )
         if exc.maybe_delivered and outcome.state is State.PENDING:
             log.info(
@@ -939,18 +974,38 @@ def _throttle_of(campaign: Campaign | None) -> int | None:
     return None if throttle is None else throttle.per_second
 
 
-# Per-process campaign throttles, keyed by campaign and rate (a later issue makes them global).
-_THROTTLES: dict[tuple[str, int], SlidingWindowLimiter] = {}
+@dataclass(frozen=True)
+class _Limits:
+    """The global budgets a batch's sends take from, and the wall-clock time after which a send
+    must not start waiting on them any more."""
+
+    budgets: SendBudgets
+    send_by: float
 
 
-async def _throttled(plan: _Plan) -> None:
-    if plan.throttle is None or plan.campaign_id is None:
-        return
-    key = (plan.campaign_id, plan.throttle)
-    limiter = _THROTTLES.get(key)
-    if limiter is None:
-        limiter = _THROTTLES[key] = SlidingWindowLimiter(rate=plan.throttle, headroom=0.0)
-    await limiter.acquire(plan.campaign_id)
+def _throttled(now: datetime) -> Outcome:
+    """A send its budget could not fit before the batch's deadline: pending again, not an
+    attempt, due when the next window opens."""
+    return Outcome(
+        State.PENDING,
+        "retry",
+        error={"message": "throttled: the send budget is spent"},
+        next_attempt_at=now + timedelta(seconds=1),
+    )
+
+
+# When the caller brings no global budgets: one set per session factory, so the limits hold
+# within this process.
+_DEFAULT_BUDGETS: weakref.WeakKeyDictionary[async_sessionmaker[AsyncSession], SendBudgets] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _budgets_of(sessions: async_sessionmaker[AsyncSession]) -> SendBudgets:
+    budgets = _DEFAULT_BUDGETS.get(sessions)
+    if budgets is None:
+        budgets = _DEFAULT_BUDGETS[sessions] = SendBudgets(sessions)
+    return budgets
 
 
 async def _reroute_to_email(
@@ -962,6 +1017,7 @@ async def _reroute_to_email(
     settings: DispatchSettings,
     email: SmtpSender | None,
     email_paused: str | None,
+    limits: _Limits,
 ) -> _Result:
     async with transaction(sessions) as session:
         delivery = await session.get(Delivery, claimed.delivery_id)
@@ -987,7 +1043,9 @@ async def _reroute_to_email(
     )
     if plan.outcome is not None:
         return _Result(plan, plan.outcome)
-    return await _send_email(plan, email, clock=clock, settings=settings, paused=email_paused)
+    return await _send_email(
+        plan, email, clock=clock, settings=settings, paused=email_paused, limits=limits
+    )
 
 
 async def _send_email(
@@ -997,6 +1055,7 @@ async def _send_email(
     clock: Callable[[], datetime],
     settings: DispatchSettings,
     paused: str | None,
+    limits: _Limits,
 ) -> _Result:
     assert plan.email_message is not None
     assert plan.email_sender is not None
@@ -1013,6 +1072,13 @@ async def _send_email(
         return _Result(plan, outcome, counts_attempt=False)
     if email is None:
         return _Result(plan, Outcome(State.FAILED, Reason.FAILED_CHANNEL_MISCONFIGURED.value))
+    relay = settings.email
+    if relay is not None and relay.relay_budget is not None:
+        acquired = await limits.budgets.acquire(
+            relay.relay_key, relay.relay_budget, deadline=limits.send_by
+        )
+        if not acquired:
+            return _Result(plan, _throttled(clock()), counts_attempt=False)
     try:
         await email.send(plan.email_message, sender=plan.email_sender, recipients=[plan.email_to])
     except EmailError as exc:
@@ -1031,6 +1097,18 @@ def _message_id(message: bytes) -> str | None:
         if not line:
             break
     return None
+
+
+def _after_unexpected(
+    plan: _Plan, exc: Exception, *, now: datetime, settings: DispatchSettings
+) -> Outcome:
+    error = {"message": f"{type(exc).__name__}: {exc}"[:500]}
+    attempt = plan.attempts + 1
+    if attempt >= settings.max_attempts:
+        return Outcome(State.FAILED, Reason.FAILED_RETRIES_EXHAUSTED.value, error=error)
+    return Outcome(
+        State.PENDING, "retry", error=error, next_attempt_at=now + settings.backoff(attempt)
+    )
 
 
 def _after_email_failure(

@@ -684,6 +684,18 @@ class CommentReply(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+class SendBudget(SQLModel, table=True):
+    """Sends taken in a key's current window, across every process (orchestrator.send_budgets)."""
+
+    __tablename__ = "send_budgets"
+
+    key: str = Field(primary_key=True, max_length=120)
+    window_index: int = Field(sa_type=sa.BigInteger)
+    period_seconds: int = Field(default=1)
+    used: int = Field(default=0)
+    granted: int = Field(default=0)
+
+
 class SendLease(SQLModel, table=True):
     """Who may send for a Page right now (DESIGN section 8): a worker claims a Page's deliveries
     only while it holds the Page's lease, so the Page's budget holds across workers."""

@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from channels.email import SmtpSender
 from channels.messenger import MessengerClient, SlidingWindowLimiter
 from channels.messenger.client import build_http_clients
+from channels.messenger.ratelimit import AllOf
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.crypto import KeyRing
 from orchestrator.db import create_engine, session_factory
 from orchestrator.metrics import MetricsCache
 from orchestrator.observability import ProcessMetrics
+from orchestrator.send_budgets import PAGE_BUDGET_PREFIX, Budget, KeyedBudget, SendBudgets
 from orchestrator.settings import Settings, resolve_secret_keys
 from orchestrator.webhooks import InboxBatcher, RoutingCache
 
@@ -31,6 +33,7 @@ class Resources:
     email: SmtpSender
     process_metrics: ProcessMetrics
     metrics_cache: MetricsCache
+    send_budgets: SendBudgets
     owns_engine: bool = field(default=True)
     webhook_routing: RoutingCache = field(default_factory=RoutingCache)
     inbox_batcher: InboxBatcher = field(default_factory=InboxBatcher)
@@ -58,6 +61,8 @@ def build_resources(
     the_engine = engine or create_engine(settings)
     process_metrics = ProcessMetrics()
     closers: list[Callable[[], Awaitable[None]]] = []
+    the_sessions = sessions or session_factory(the_engine)
+    budgets = SendBudgets(the_sessions)
     if messenger is None:
         # Several small clients ("lanes"): one big httpx pool collapses under load
         # (encode/httpx#3215); at 100 ms of latency a Page needs ~30-45 requests in flight.
@@ -67,8 +72,11 @@ def build_resources(
             lanes,
             graph_api_url=settings.graph_api_url,
             max_in_flight=settings.graph_max_in_flight,
-            # Per Page, in this process; "Scale-out" replaces it with a database lease.
-            rate_limiter=SlidingWindowLimiter(settings.page_send_rate),
+            # The Page's global budget (send_budgets), then this process's pace within it.
+            rate_limiter=AllOf(
+                KeyedBudget(budgets, PAGE_BUDGET_PREFIX, Budget(settings.page_send_rate)),
+                SlidingWindowLimiter(settings.page_send_rate),
+            ),
             on_response=process_metrics.on_graph_response,
         )
     if email is None:
@@ -87,7 +95,8 @@ def build_resources(
     return Resources(
         settings=settings,
         engine=the_engine,
-        sessions=sessions or session_factory(the_engine),
+        sessions=the_sessions,
+        send_budgets=budgets,
         keyring=KeyRing(current, retired),
         clock=the_clock,
         messenger=messenger,

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from orchestrator import dispatch as dispatcher
-from orchestrator import idempotency, inbound, sweeps
+from orchestrator import idempotency, inbound, send_budgets, sweeps
 from orchestrator.campaigns import runs as campaign_runs
 from orchestrator.capture import capture
 from orchestrator.db import transaction
@@ -30,6 +30,7 @@ from orchestrator.imports import processing as imports_processing
 from orchestrator.logs import log_context
 from orchestrator.models import WorkerHeartbeat, table_of
 from orchestrator.resources import Resources
+from orchestrator.send_budgets import Budget
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,14 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
                     public_url=settings.public_url,
                     default_from=settings.email_from,
                     unsubscribe_mailto=settings.unsubscribe_mailto,
+                    relay_key=f"smtp:{settings.smtp_host}:{settings.smtp_port}",
+                    relay_budget=(
+                        None
+                        if settings.smtp_max_per_second is None
+                        else Budget.per_second(settings.smtp_max_per_second)
+                    ),
                 ),
+                budgets=resources.send_budgets,
             ),
             email=resources.email,
             rounds=settings.dispatch_rounds,
@@ -203,6 +211,7 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
 
     async def expire_tokens(session: AsyncSession, now: datetime) -> None:
         await sweeps.expire_tokens(session, now=now)
+        await send_budgets.forget_idle(session, epoch_seconds=time.time())
 
     async def forget_capture_tokens(session: AsyncSession, now: datetime) -> None:
         await capture.forget_used_tokens(session, now=now)

@@ -134,3 +134,15 @@ class SlidingWindowLimiter:
             paced = state.tat - state.tolerance - _PACE_SLACK
             ready = paced if ready is None else max(ready, paced)
         return ready
+
+
+class AllOf:
+    """Every limiter in turn, e.g. a budget shared with other processes, then this process's
+    pace within it (so the pace, not the budget's block reservations, times each call)."""
+
+    def __init__(self, *limiters: RateLimiter) -> None:
+        self._limiters = limiters
+
+    async def acquire(self, key: str) -> None:
+        for limiter in self._limiters:
+            await limiter.acquire(key)
