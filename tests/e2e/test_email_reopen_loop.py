@@ -79,14 +79,19 @@ SETTINGS = dispatch.DispatchSettings(
 )
 
 
-async def run_dispatch(resources: Resources, clock: FrozenClock, smtp: SmtpSender) -> int:
+async def run_dispatch(
+    resources: Resources,
+    clock: FrozenClock,
+    smtp: SmtpSender,
+    settings: dispatch.DispatchSettings = SETTINGS,
+) -> int:
     return await dispatch.dispatch_once(
         resources.sessions,
         resources.keyring,
         resources.messenger,
         worker_id="wk_e2e",
         clock=clock.now,
-        settings=SETTINGS,
+        settings=settings,
         email=smtp,
     )
 

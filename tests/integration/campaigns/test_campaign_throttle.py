@@ -10,12 +10,17 @@ from datetime import timedelta
 import httpx
 
 from channels.email import SmtpSender
-from orchestrator import dispatch
 from orchestrator.campaigns import runs
 from orchestrator.clock import FrozenClock
 from orchestrator.resources import Resources
 from orchestrator.send_budgets import Budget, SendBudgets
-from tests.e2e.test_email_reopen_loop import SETTINGS, Inbox, smtp, smtp_server  # noqa: F401
+from tests.e2e.test_email_reopen_loop import (  # noqa: F401
+    SETTINGS,
+    Inbox,
+    run_dispatch,
+    smtp,
+    smtp_server,
+)
 from tests.fixtures.api import T0, Tenant
 from tests.integration.campaigns.test_campaign_runs import (
     contact,
@@ -49,23 +54,6 @@ async def email_campaign(
     return campaign_id
 
 
-async def dispatch_with(
-    resources: Resources,
-    clock: FrozenClock,
-    smtp: SmtpSender,  # noqa: F811
-    settings: dispatch.DispatchSettings,
-) -> int:
-    return await dispatch.dispatch_once(
-        resources.sessions,
-        resources.keyring,
-        resources.messenger,
-        worker_id="wk_throttle",
-        clock=clock.now,
-        settings=settings,
-        email=smtp,
-    )
-
-
 async def test_a_throttled_batch_sends_what_fits_before_half_its_lease_and_defers_the_rest(
     client: httpx.AsyncClient,
     tenant: Tenant,
@@ -83,7 +71,7 @@ async def test_a_throttled_batch_sends_what_fits_before_half_its_lease_and_defer
         lease=timedelta(seconds=2),
         budgets=SendBudgets(resources.sessions, clock=wall, sleep=wall.sleep),
     )
-    assert await dispatch_with(resources, clock, smtp, settings) == 5
+    assert await run_dispatch(resources, clock, smtp, settings) == 5
     rows = list((await deliveries(resources.sessions, campaign_id)).values())
     assert sorted(row.state for row in rows) == ["pending", "sent", "sent", "sent", "sent"]
     [deferred] = [row for row in rows if row.state == "pending"]
@@ -92,7 +80,7 @@ async def test_a_throttled_batch_sends_what_fits_before_half_its_lease_and_defer
     assert len(inbox.messages) == 4
     assert wall.slept == [1.0]
     clock.advance(timedelta(seconds=1))
-    assert await dispatch_with(resources, clock, smtp, settings) == 1
+    assert await run_dispatch(resources, clock, smtp, settings) == 1
     rows = list((await deliveries(resources.sessions, campaign_id)).values())
     assert {row.state for row in rows} == {"sent"}
     assert len(inbox.messages) == 5
@@ -122,9 +110,9 @@ async def test_two_dispatchers_share_the_relays_budget(
     )
     # Worker one sends two; worker two's first fits the relay's second, its next waits for the
     # next second; worker one's last goes out in that second too.
-    assert await dispatch_with(resources, clock, smtp, one) == 2
-    assert await dispatch_with(resources, clock, smtp, two) == 2
-    assert await dispatch_with(resources, clock, smtp, one) == 1
+    assert await run_dispatch(resources, clock, smtp, one) == 2
+    assert await run_dispatch(resources, clock, smtp, two) == 2
+    assert await run_dispatch(resources, clock, smtp, one) == 1
     assert wall.slept == [1.0]
     assert wall.now == 6_000_001.0
     rows = list((await deliveries(resources.sessions, campaign_id)).values())
