@@ -702,7 +702,7 @@ def instrument(resources: Resources, breakdown: Breakdown) -> Callable[[], None]
     wrap(dispatch, "claim_due", "round: claim_due")
     wrap(dispatch, "_load_plans", "_load_plans (1 transaction a batch)")
     wrap(reachability, "load_facts_many", "  reachability.load_facts_many")
-    wrap(dispatch, "_throttle_of", "  _throttle_of")
+    wrap_sync(dispatch, "_throttle_of", "  _throttle_of")
     wrap_sync(dispatch, "_email_plan", "  _email_plan (links + render + MIME)")
     wrap_sync(dispatch, "open_token", "  open_token (decrypt Page token)")
     wrap(dispatch, "_send_email", "_send_email (send)")
