@@ -824,6 +824,11 @@ async def _send(
             plan, email, clock=clock, settings=settings, paused=email_paused, limits=limits
         )
     assert plan.page_id and plan.access_token and plan.graph_api_version and plan.body
+    # A Page cooling down after a rate-limit answer (the client waits it out), or a batch past
+    # its deadline: a send that could not start before half the claim lease is deferred.
+    cooling = messenger.cooling_for(plan.page_id)
+    if limits.budgets.now() + cooling > limits.send_by:
+        return _Result(plan, _throttled(clock(), max(cooling, 1.0)), counts_attempt=False)
     try:
         receipt = await messenger.send_once(
             plan.page_id, plan.access_token, plan.graph_api_version, plan.body
@@ -983,14 +988,14 @@ class _Limits:
     send_by: float
 
 
-def _throttled(now: datetime) -> Outcome:
-    """A send its budget could not fit before the batch's deadline: pending again, not an
-    attempt, due when the next window opens."""
+def _throttled(now: datetime, seconds: float = 1.0) -> Outcome:
+    """A send that could not start before the batch's deadline (a spent budget, a Page cooling
+    down): pending again, not an attempt, due when it could start."""
     return Outcome(
         State.PENDING,
         "retry",
-        error={"message": "throttled: the send budget is spent"},
-        next_attempt_at=now + timedelta(seconds=1),
+        error={"message": "throttled: waiting for the send budget or the Page's cool-down"},
+        next_attempt_at=now + timedelta(seconds=seconds),
     )
 
 

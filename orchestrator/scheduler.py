@@ -172,6 +172,9 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
                 lease=timedelta(seconds=settings.lease_seconds),
                 takeover_quiet=timedelta(seconds=settings.takeover_quiet_seconds),
                 concurrency=settings.dispatch_concurrency,
+                max_attempts=settings.retry_max_attempts,
+                backoff_base=timedelta(seconds=settings.retry_base_seconds),
+                backoff_cap=timedelta(seconds=settings.retry_cap_seconds),
                 email=dispatcher.EmailSettings(
                     public_url=settings.public_url,
                     default_from=settings.email_from,

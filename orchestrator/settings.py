@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     dispatch_interval_seconds: float = Field(default=1.0, gt=0)
     lease_seconds: int = Field(default=60, ge=1)
     dispatch_concurrency: int = Field(default=32, ge=1)
+    retry_max_attempts: int = Field(default=12, ge=1, le=50)
+    """Attempts of a delivery that keeps meeting temporary errors (a relay down, 5xx, 613)
+    before `failed.retries_exhausted`."""
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_cap_seconds: float = Field(default=600.0, gt=0)
+    """Backoff between attempts: uniform in [0, min(cap, base x 2^(attempt-1))] (full jitter);
+    the defaults wait up to about 37 minutes over all attempts (half that on average)."""
     page_send_rate: int = Field(default=300, ge=1)
     graph_max_in_flight: int = Field(default=45, ge=1)
     """Send API calls per second per Page (reference section 7: 300)."""

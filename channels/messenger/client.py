@@ -32,6 +32,7 @@ import httpx
 
 from channels.messenger.errors import (
     ConnectionFailed,
+    ErrorClass,
     MessengerError,
     SendTimedOut,
     UnexpectedResponse,
@@ -46,6 +47,11 @@ GRAPH_API_URL = "https://graph.facebook.com"
 DEFAULT_MAX_IN_FLIGHT = 15
 DEFAULT_CONNECTIONS_PER_CLIENT = 2
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+# A Page's pause after a rate-limit answer: the first, and the longest (see cooling_for).
+PAGE_COOLDOWN_FIRST = 1.0
+PAGE_COOLDOWN_CAP = 60.0
+# The longest server hint (X-Business-Use-Case-Usage) a cool-down honours.
+RETRY_AFTER_CAP = 3600.0
 
 _VERSION = re.compile(r"v\d{1,3}\.\d{1,3}")
 
@@ -163,6 +169,7 @@ class MessengerClient:
         random: Callable[[], float] = random_module.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_response: ResponseObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -178,6 +185,9 @@ class MessengerClient:
         self._random = random
         self._sleep = sleep
         self._on_response = on_response
+        self._clock = clock
+        # Page id -> (cool-down end on `clock`, its length): see cooling_for.
+        self._cooling: dict[str, tuple[float, float]] = {}
 
     # --- Send API ---
 
@@ -216,6 +226,27 @@ class MessengerClient:
         url = self._url(graph_api_version, page_id, "messages")
         data = await self._request("POST", url, access_token, json=body, rate_key=page_id)
         return parse_send_response(data)
+
+    def cooling_for(self, page_id: str) -> float:
+        """Seconds before this client sends for `page_id` again after a rate-limit answer.
+
+        Reference section 6 (rate limiting: "exponential backoff", "throttle per Page"): a 613
+        (or 4, 17, 32, 80001) pauses every send of that Page, not only the refused one, for the
+        server's estimate if it gave one (`estimated_time_to_regain_access`, reference section 7,
+        at most an hour), else 1 s, doubling while refusals continue up to PAGE_COOLDOWN_CAP;
+        the next accepted send ends the escalation."""
+        cooling = self._cooling.get(page_id)
+        return 0.0 if cooling is None else max(0.0, cooling[0] - self._clock())
+
+    def _cool_down(self, page_id: str, retry_after: float | None) -> None:
+        now = self._clock()
+        cooling = self._cooling.get(page_id)
+        if cooling is not None and now < cooling[0]:
+            return  # sends already in flight when the first refusal came: one pause, not many
+        length = PAGE_COOLDOWN_FIRST if cooling is None else min(PAGE_COOLDOWN_CAP, cooling[1] * 2)
+        if retry_after is not None:
+            length = max(length, min(retry_after, RETRY_AFTER_CAP))
+        self._cooling[page_id] = (now + length, length)
 
     # --- Page setup (DESIGN section 4: registering a Page sets and checks both) ---
 
@@ -316,6 +347,11 @@ class MessengerClient:
         rate_key: str | None = None,
     ) -> Any:
         headers = {"Authorization": f"Bearer {access_token}"}
+        if rate_key is not None:
+            # Outside the in-flight slots: a cooling Page must not hold up the others.
+            cooling = self.cooling_for(rate_key)
+            if cooling > 0:
+                await self._sleep(cooling)
         async with self._in_flight:
             if rate_key is not None and self._rate_limiter is not None:
                 await self._rate_limiter.acquire(rate_key)
@@ -347,9 +383,13 @@ class MessengerClient:
                 self._observe(url, elapsed, unexpected)
                 raise unexpected
             self._observe(url, elapsed, None)
+            if rate_key is not None:
+                self._cooling.pop(rate_key, None)
             return data
         error = error_from_response(status, data, response.headers)
         self._observe(url, elapsed, error)
+        if rate_key is not None and error.error_class is ErrorClass.RATE_LIMITED:
+            self._cool_down(rate_key, error.retry_after)
         raise _logged(error)
 
     def _observe(self, url: str, seconds: float, error: MessengerError | None) -> None:

@@ -61,11 +61,18 @@ class Clock:
 
 
 class Sleeps:
+    """The client's sleep and monotonic clock: sleeping moves the clock, nothing waits."""
+
     def __init__(self) -> None:
         self.calls: list[float] = []
+        self.now = 0.0
 
     async def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
 
 
 @dataclass
@@ -154,7 +161,9 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     if request.param == "asgi":
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator.app))
         base = "https://graph.facebook.com"
-        client = MessengerClient(http, graph_api_url=base, retry_policy=policy, sleep=sleeps)
+        client = MessengerClient(
+            http, graph_api_url=base, retry_policy=policy, sleep=sleeps, clock=sleeps.clock
+        )
         try:
             yield Rig(emulator, client, clock, sleeps, echoes, base, http)
         finally:
@@ -163,7 +172,12 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
         async with serve(emulator.app) as base:
             http = httpx.AsyncClient()
             client = MessengerClient(
-                http, graph_api_url=base, retry_policy=policy, sleep=sleeps, timeout=5.0
+                http,
+                graph_api_url=base,
+                retry_policy=policy,
+                sleep=sleeps,
+                clock=sleeps.clock,
+                timeout=5.0,
             )
             try:
                 yield Rig(emulator, client, clock, sleeps, echoes, base, http)
@@ -319,7 +333,8 @@ async def test_613_is_retried_with_backoff_then_succeeds(rig: Rig) -> None:
     receipt = await rig.send(update(psid, text_message("eventually")))
     assert receipt.message_id == rig.emulator.sent[0].mid
     assert rig.messages_requests() == 3
-    assert len(rig.sleeps.calls) == 2
+    # Two retries, each after its backoff and then the rest of the Page's cool-down.
+    assert len(rig.sleeps.calls) == 4
 
 
 async def test_temporary_failures_and_5xx_are_retried(rig: Rig) -> None:

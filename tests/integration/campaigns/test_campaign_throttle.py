@@ -1,6 +1,7 @@
 """A campaign's throttle and the SMTP relay's rate are global send budgets (DESIGN section 8):
 two dispatchers sharing the database share them, and a send that would wait past half its
-claim's lease goes back to pending (not an attempt) instead of risking a second sender."""
+claim's lease (for a budget, or a Page cooling down after a rate-limit answer) goes back to
+pending, not an attempt, instead of risking a second sender."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from dataclasses import replace
 from datetime import timedelta
 
 import httpx
+import sqlalchemy as sa
 
 from channels.email import SmtpSender
+from channels.sandbox import GraphEmulator
 from orchestrator.campaigns import runs
 from orchestrator.clock import FrozenClock
+from orchestrator.models import Delivery
 from orchestrator.resources import Resources
 from orchestrator.send_budgets import Budget, SendBudgets
 from tests.e2e.test_email_reopen_loop import (  # noqa: F401
@@ -27,9 +31,11 @@ from tests.integration.campaigns.test_campaign_runs import (
     create_campaign,
     deliveries,
     launch,
+    messenger_contact,
     two_steps,
 )
 from tests.integration.store.test_send_budgets import WallClock
+from tests.integration.webhooks.test_webhook_receive import PAGE_ID, wired  # noqa: F401
 
 
 async def email_campaign(
@@ -118,3 +124,29 @@ async def test_two_dispatchers_share_the_relays_budget(
     rows = list((await deliveries(resources.sessions, campaign_id)).values())
     assert {row.state for row in rows} == {"sent"}
     assert len(inbox.messages) == 5
+
+
+async def test_a_rate_limit_answer_defers_the_pages_other_sends_without_an_attempt(
+    wired: GraphEmulator,  # noqa: F811
+    clock: FrozenClock,
+    resources: Resources,
+    smtp: SmtpSender,  # noqa: F811
+) -> None:
+    # Each person's first message makes the Page ask for their email: three sends due now.
+    for n in range(3):
+        await messenger_contact(
+            wired, resources.sessions, clock, f"psid-cool-{n}", ago=timedelta(minutes=5)
+        )
+    wired.inject_rate_limit(times=1)
+    before = len(wired.requests_to("messages"))
+    # A one-second lease: after the 613 the Page cools down for 1 s, longer than the half
+    # second left to the batch, so its other sends wait for a later claim.
+    one_second = replace(SETTINGS, lease=timedelta(seconds=1))
+    assert await run_dispatch(resources, clock, smtp, one_second) == 3
+    assert len(wired.requests_to("messages")) - before == 1
+    async with resources.sessions() as session:
+        rows = (await session.execute(sa.select(Delivery))).scalars().all()
+    outcomes = sorted((row.state, row.attempts, (row.last_error or {}).get("code")) for row in rows)
+    assert outcomes == [("pending", 0, None), ("pending", 0, None), ("pending", 1, 613)]
+    assert all(row.next_attempt_at is not None for row in rows)
+    assert resources.messenger.cooling_for(PAGE_ID) > 0

@@ -41,11 +41,18 @@ Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
 
 class Sleeps:
+    """The client's sleep and monotonic clock: sleeping moves the clock, nothing waits."""
+
     def __init__(self) -> None:
         self.calls: list[float] = []
+        self.now = 0.0
 
     async def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
 
 
 def top() -> float:
@@ -87,12 +94,14 @@ def client_for(
         return await handler(request)
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(recording))
+    sleeps = sleeps or Sleeps()
     client = MessengerClient(
         http,
         graph_api_url=BASE,
         retry_policy=policy or RetryPolicy(max_attempts=5),
         random=top,
-        sleep=sleeps or Sleeps(),
+        sleep=sleeps,
+        clock=sleeps.clock,
         **kwargs,
     )
     return client, seen
@@ -196,7 +205,10 @@ async def test_613_burst_is_retried_with_backoff_then_succeeds() -> None:
     receipt = await client.send(PAGE, TOKEN, VERSION, body_for())
     assert receipt.message_id == "m_ok"
     assert len(seen) == 4
-    assert sleeps.calls == [0.5, 1.0, 2.0]
+    # Each retry's backoff (0.5, 1, 2 s), then the rest of the Page's cool-down, which doubles
+    # while the refusals continue (1, 2, 4 s between attempts).
+    assert sleeps.calls == [0.5, 0.5, 1.0, 1.0, 2.0, 2.0]
+    assert client.cooling_for(PAGE) == 0.0  # the accepted send ended it
     assert_token_only_in_header(seen)
 
 
@@ -236,6 +248,47 @@ async def test_send_once_never_retries() -> None:
     with pytest.raises(RateLimited):
         await client.send_once(PAGE, TOKEN, VERSION, body_for())
     assert len(seen) == 1
+
+
+async def test_a_rate_limit_answer_cools_that_page_down_and_no_other() -> None:
+    sleeps = Sleeps()
+    client, seen = client_for(
+        responses(graph_error(613), ok(), graph_error(613), graph_error(613), ok()), sleeps=sleeps
+    )
+    with pytest.raises(RateLimited):
+        await client.send_once(PAGE, TOKEN, VERSION, body_for())
+    assert (client.cooling_for(PAGE), client.cooling_for("other")) == (1.0, 0.0)
+    # Another Page sends at once; this one waits out its cool-down first.
+    await client.send_once("other", TOKEN, VERSION, body_for())
+    assert sleeps.calls == []
+    with pytest.raises(RateLimited):
+        await client.send_once(PAGE, TOKEN, VERSION, body_for())
+    assert sleeps.calls == [1.0]
+    # Refused again: the pause doubles; an accepted send ends the escalation.
+    assert client.cooling_for(PAGE) == 2.0
+    with pytest.raises(RateLimited):
+        await client.send_once(PAGE, TOKEN, VERSION, body_for())
+    assert sleeps.calls == [1.0, 2.0]
+    assert client.cooling_for(PAGE) == 4.0
+    await client.send_once(PAGE, TOKEN, VERSION, body_for())
+    assert client.cooling_for(PAGE) == 0.0
+    assert len(seen) == 5
+
+
+@pytest.mark.parametrize(("minutes", "seconds"), [(2, 120.0), (90, 3600.0)])
+async def test_the_cool_down_honours_metas_estimate_up_to_an_hour(
+    minutes: int, seconds: float
+) -> None:
+    usage = json.dumps({PAGE: [{"type": "messenger", "estimated_time_to_regain_access": minutes}]})
+    limited = httpx.Response(
+        400,
+        json={"error": {"code": 80001, "message": "too many calls"}},
+        headers={"X-Business-Use-Case-Usage": usage},
+    )
+    client, _ = client_for(responses(limited))
+    with pytest.raises(RateLimited):
+        await client.send_once(PAGE, TOKEN, VERSION, body_for())
+    assert client.cooling_for(PAGE) == seconds
 
 
 @pytest.mark.parametrize(
