@@ -29,7 +29,7 @@ from sqlmodel import col
 
 from channels.email import EmailError, MessageInvalid, SmtpSender
 from channels.messenger import MessengerClient, MessengerError, build_send_request
-from channels.messenger.errors import ErrorClass
+from channels.messenger.errors import ErrorClass, PageCooling
 from channels.messenger.payloads import MessagingType as SendMessagingType
 from channels.messenger.payloads import Recipient
 from orchestrator import (
@@ -833,6 +833,10 @@ async def _send(
         receipt = await messenger.send_once(
             plan.page_id, plan.access_token, plan.graph_api_version, plan.body
         )
+    except PageCooling as exc:
+        # Never sent: due again when the Page's cool-down ends, and not an attempt.
+        wait = max(exc.retry_after or 0.0, 1.0)
+        return _Result(plan, _throttled(clock(), wait), counts_attempt=False)
     except MessengerError as exc:
         outcome = _after_failure(plan, exc, now=clock(), settings=settings)
         if exc.error_class.reroutes and outcome.reason.startswith("email."):

@@ -34,6 +34,7 @@ from channels.messenger.errors import (
     ConnectionFailed,
     ErrorClass,
     MessengerError,
+    PageCooling,
     SendTimedOut,
     UnexpectedResponse,
     error_from_response,
@@ -355,6 +356,13 @@ class MessengerClient:
         async with self._in_flight:
             if rate_key is not None and self._rate_limiter is not None:
                 await self._rate_limiter.acquire(rate_key)
+                cooling = self.cooling_for(rate_key)
+                if cooling > 0:
+                    # Calls queued for the Page's pace when a refusal came must not follow it
+                    # into the limit; the caller retries (send) or defers (send_once callers).
+                    raise PageCooling(
+                        "the Page is cooling down after a rate-limit answer", retry_after=cooling
+                    )
             # The least busy lane; under the semaphore it always has a free connection when the
             # lanes were sized by `build_http_clients`.
             lane = min(range(len(self._lanes)), key=self._lane_load.__getitem__)

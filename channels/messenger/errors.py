@@ -133,6 +133,11 @@ class RateLimited(MessengerError):
     error_class = ErrorClass.RATE_LIMITED
 
 
+class PageCooling(RateLimited):
+    """Not sent: the Page began cooling down (a rate-limit answer to another call) while this
+    call waited for its turn (`MessengerClient.cooling_for`). Nothing reached Meta."""
+
+
 class TemporaryFailure(MessengerError):
     error_class = ErrorClass.TEMPORARY
 

@@ -22,6 +22,7 @@ from channels.messenger.client import (
 )
 from channels.messenger.errors import (
     ConnectionFailed,
+    PageCooling,
     PagePaused,
     RateLimited,
     SendTimedOut,
@@ -273,6 +274,21 @@ async def test_a_rate_limit_answer_cools_that_page_down_and_no_other() -> None:
     await client.send_once(PAGE, TOKEN, VERSION, body_for())
     assert client.cooling_for(PAGE) == 0.0
     assert len(seen) == 5
+
+
+async def test_a_call_queued_behind_the_pace_when_a_refusal_lands_is_not_sent() -> None:
+    class RefusalMeanwhile:
+        """The Page's pace; while this call waits its turn, another call is refused."""
+
+        async def acquire(self, key: str) -> None:
+            client._cool_down(key, None)
+
+    client, seen = client_for(responses(ok()), rate_limiter=RefusalMeanwhile())
+    with pytest.raises(PageCooling) as caught:
+        await client.send_once(PAGE, TOKEN, VERSION, body_for())
+    assert caught.value.retry_after == 1.0
+    assert isinstance(caught.value, RateLimited)  # retried by `send` like any rate limit
+    assert seen == []
 
 
 @pytest.mark.parametrize(("minutes", "seconds"), [(2, 120.0), (90, 3600.0)])
