@@ -4,13 +4,20 @@
     .venv/bin/python bench/capture.py --sqlite
     .venv/bin/python bench/capture.py --captures 2000 --concurrency 32 --single-opt-in
 
-The server (`outreach serve`, one process, embedded scheduler off so that only captures run)
-gets raised limits through its settings (`OUTREACH_CAPTURE_RATE_PER_IP`, `_PER_FORM`,
+The server (`outreach serve`, one process, embedded scheduler off as in production, where
+`outreach worker` processes run the jobs) gets raised limits through its settings (`OUTREACH_CAPTURE_RATE_PER_IP`, `_PER_FORM`,
 `_TOKEN_RATE_PER_IP`, a zero `_TOKEN_MIN_FILL_SECONDS`). This process fetches one form token per
 capture first (timed separately: tokens/s), then posts what the widget posts: form-encoded email,
 consent, token and the empty honeypot, with the allowed Origin, each a new address. Printed:
 captures/s and p50/p99 beside a bare endpoint (Starlette under uvicorn, another process) that
-reads the same body and returns the same JSON, measured in the same run.
+reads the same body and returns the same JSON, measured in the same run, with the CPU time each
+server process used per request (from /proc: its own cost, whatever else the machine is doing)
+and the load generator's (a minimal keep-alive HTTP/1.1 client: httpx cost more CPU per request
+than the server under test).
+
+Popup and embedded forms answer once the capture is in the capture inbox: the run then applies
+the inbox as the `capture.apply` job does (in this process) and prints how long it took to empty
+and the CPU each capture's contact, ledger, tags, confirmation and trigger cost.
 
 Then the rate limit: a second server on the same database with the production per-IP limit
 (`--burst-limit`, default 20/minute) takes `--burst` captures at once from one client, each with
@@ -18,8 +25,9 @@ a valid token; the count of 200s must equal the limit and the rest must be 429.
 
 `--breakdown` instead profiles one capture after another inside this process (the app over
 httpx's ASGI transport, no network): CPU milliseconds and SQL statements per capture, the same for
-a request refused at the honeypot (what every request costs before the capture itself), and own
-time by package under cProfile.
+a request refused at the honeypot (what every request costs before the capture itself), then for
+applying them from the inbox, and own time by package under cProfile (`BENCH_TOP=30` adds the
+top functions).
 
 Target (issue #9): at least 500 captures/s with p99 under 100 ms on PostgreSQL. Not a test.
 """
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -41,6 +50,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import psycopg
@@ -111,28 +121,80 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=20)
 
 
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection speaking just what these endpoints answer (a status
+    line, headers with Content-Length, a body). httpx cost the load generator about 1.3 ms of
+    CPU per request, more than the server under test: on two shared cores the client was the
+    bottleneck, for the bare endpoint too."""
+
+    def __init__(self, base: str) -> None:
+        host, _, port = base.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, bytes]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{head}"
+            f"Content-Length: {len(body)}\r\n\r\n".encode("latin-1")
+            + body
+        )
+        try:
+            answer = await reader.readuntil(b"\r\n\r\n")
+            length = CONTENT_LENGTH.search(answer)
+            data = await reader.readexactly(int(length.group(1))) if length else b""
+        except (asyncio.IncompleteReadError, ConnectionError):
+            await self.close()
+            raise
+        if b"\r\nconnection: close" in answer.lower():
+            await self.close()
+        return int(answer[9:12]), data
+
+    async def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
 async def fetch_tokens(
     base: str, form_id: str, count: int, concurrency: int
 ) -> tuple[list[str], float]:
     tokens: list[str] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        remaining = iter(range(count))
+    remaining = iter(range(count))
 
-        async def worker() -> None:
-            for _ in remaining:
-                response = await client.get(f"/f/{form_id}/token", headers={"Origin": ORIGIN})
-                if response.status_code != 200:
-                    raise SystemExit(f"token: {response.status_code} {response.text[:200]}")
-                tokens.append(response.json()["token"])
+    async def worker() -> None:
+        connection = Connection(base)
+        for _ in remaining:
+            status, data = await connection.request(
+                "GET", f"/f/{form_id}/token", {"Origin": ORIGIN}
+            )
+            if status != 200:
+                raise SystemExit(f"token: {status} {data[:200]!r}")
+            tokens.append(json.loads(data)["token"])
+        await connection.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return tokens, time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return tokens, time.perf_counter() - started
 
 
 def body_for(address: str, token: str) -> dict[str, str]:
     return {"email": address, "consent": "true", "token": token, "website": "", "locale": "vi"}
+
+
+FORM_HEADERS = {
+    "Origin": ORIGIN,
+    "User-Agent": "Mozilla/5.0 (bench)",
+    "Content-Type": "application/x-www-form-urlencoded",
+}
 
 
 async def blast(
@@ -141,33 +203,37 @@ async def blast(
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     first_error: dict[int, str] = {}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Origin": ORIGIN, "User-Agent": "Mozilla/5.0 (bench)"}
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        work = iter(enumerate(tokens))
+    client_cpu = time.process_time()
+    work = iter(enumerate(tokens))
 
-        async def worker() -> None:
-            for i, token in work:
-                started = time.perf_counter()
-                try:
-                    response = await client.post(
-                        f"/capture/{form_id}",
-                        data=body_for(f"khach.{run}.{i}@example.com", token),
-                        headers=headers,
-                    )
-                except httpx.TransportError as exc:
-                    latencies.append(time.perf_counter() - started)
-                    statuses[0] += 1  # no answer at all
-                    first_error.setdefault(0, repr(exc))
-                    continue
+    async def worker() -> None:
+        connection = Connection(base)
+        for i, token in work:
+            body = urlencode(body_for(f"khach.{run}.{i}@example.com", token)).encode()
+            started = time.perf_counter()
+            try:
+                status, data = await connection.request(
+                    "POST", f"/capture/{form_id}", FORM_HEADERS, body
+                )
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
                 latencies.append(time.perf_counter() - started)
-                statuses[response.status_code] += 1
-                if response.status_code != 200 and response.status_code not in first_error:
-                    first_error[response.status_code] = response.text[:300]
+                statuses[0] += 1  # no answer at all
+                first_error.setdefault(0, repr(exc))
+                continue
+            latencies.append(time.perf_counter() - started)
+            statuses[status] += 1
+            if status != 200 and status not in first_error:
+                first_error[status] = data[:300].decode(errors="replace")
+        await connection.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    if run in ("bare", "ours"):
+        print(
+            f"  ({run}: the load generator used {client_cpu / len(tokens) * 1000:.2f} ms CPU/req)"
+        )
     for status, text in first_error.items():
         print(f"  {run}: {statuses[status]} x {status}, e.g. {text}")
     return elapsed, latencies, statuses
@@ -175,29 +241,35 @@ async def blast(
 
 async def burst(base: str, form_id: str, tokens: list[str]) -> Counter[int]:
     """Every request at once from one client (one IP), each with its own valid token."""
-    headers = {"Origin": ORIGIN}
-    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        answers = await asyncio.gather(
-            *(
-                client.post(
-                    f"/capture/{form_id}",
-                    data=body_for(f"burst.{i}@example.com", token),
-                    headers=headers,
-                )
-                for i, token in enumerate(tokens)
-            )
-        )
-    return Counter(a.status_code for a in answers)
+
+    async def one(i: int, token: str) -> int:
+        connection = Connection(base)
+        body = urlencode(body_for(f"burst.{i}@example.com", token)).encode()
+        status, _ = await connection.request("POST", f"/capture/{form_id}", FORM_HEADERS, body)
+        await connection.close()
+        return status
+
+    answers = await asyncio.gather(*(one(i, token) for i, token in enumerate(tokens)))
+    return Counter(answers)
 
 
-def report(name: str, count: int, elapsed: float, latencies: list[float]) -> tuple[float, float]:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux): the server's own cost per request,
+    whatever else the machine is doing meanwhile."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def report(
+    name: str, count: int, elapsed: float, latencies: list[float], cpu: float
+) -> tuple[float, float]:
     latencies.sort()
     rate = count / elapsed
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000
     print(
-        f"{name:<30} {rate:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   ({elapsed:.1f} s)"
+        f"{name:<30} {rate:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
+        f"server CPU {cpu / count * 1000:5.2f} ms/req   ({elapsed:.1f} s)"
     )
     return rate, p99
 
@@ -232,6 +304,8 @@ async def breakdown(database_url: str, count: int) -> None:
     from orchestrator import migrate
     from orchestrator.apikeys import create_api_key
     from orchestrator.app import create_app
+    from orchestrator.capture import inbox
+    from orchestrator.capture.guard import CaptureSettings
     from orchestrator.db import create_engine
     from orchestrator.resources import build_resources
     from orchestrator.settings import Settings
@@ -259,7 +333,8 @@ async def breakdown(database_url: str, count: int) -> None:
 
     @sa.event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _count(*args: Any) -> None:
-        statements[" ".join(str(args[2]).split())[:60]] += 1
+        text = re.sub(r"sa_savepoint_\d+", "sa_savepoint_N", " ".join(str(args[2]).split()))
+        statements[text[:60]] += 1
 
     resources = build_resources(settings, engine=engine)
     app = create_app(resources=resources, run_scheduler=False)
@@ -308,14 +383,27 @@ async def breakdown(database_url: str, count: int) -> None:
         for i in range(200):
             await post(count + i, tokens.pop())
         profiler.disable()
+        accepted = statements.copy()
+        statements.clear()
+        apply_cpu = time.process_time()
+        applied = await inbox.apply_until_idle(
+            resources.sessions, resources.keyring, settings=CaptureSettings.of(settings)
+        )
+        apply_cpu = time.process_time() - apply_cpu
     await resources.close()
     print(
         f"refused at the honeypot: {refused_ms:.2f} ms CPU, {refused_statements:.1f} statements"
         f"\ncapture (new address, one after another): {cpu / count * 1000:.2f} ms CPU, "
-        f"{wall / count * 1000:.2f} ms wall, {sum(statements.values()) / (count + 200):.1f} statements"
+        f"{wall / count * 1000:.2f} ms wall, {sum(accepted.values()) / (count + 200):.1f} statements"
+    )
+    for statement, n in accepted.most_common():
+        print(f"  {n / (count + 200):5.2f}  {statement}")
+    print(
+        f"applying them (capture.apply, {applied} rows): {apply_cpu / applied * 1000:.2f} ms CPU, "
+        f"{sum(statements.values()) / applied:.1f} statements each"
     )
     for statement, n in statements.most_common():
-        print(f"  {n / (count + 200):5.2f}  {statement}")
+        print(f"  {n / applied:5.2f}  {statement}")
     own: Counter[str] = Counter()
     for (filename, _, _), row in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
         package = (
@@ -330,6 +418,43 @@ async def breakdown(database_url: str, count: int) -> None:
     print(
         "own time by package (cProfile, 200 more): "
         + ", ".join(f"{k} {v / total:.0%}" for k, v in own.most_common(8))
+    )
+    if os.environ.get("BENCH_TOP"):
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(int(os.environ["BENCH_TOP"]))
+
+
+async def drain(database_url: str, env: dict[str, str]) -> None:
+    """Apply the captures the run left in the inbox, as the `capture.apply` job does (the
+    server's embedded scheduler is off): how long until the inbox is empty."""
+    from orchestrator.capture import inbox
+    from orchestrator.capture.guard import CaptureSettings
+    from orchestrator.resources import build_resources
+    from orchestrator.settings import Settings
+
+    settings = Settings(
+        _env_file=None,
+        database_url=database_url,
+        secret_key=env["OUTREACH_SECRET_KEY"],
+        public_url=env["OUTREACH_PUBLIC_URL"],
+        log_level="WARNING",
+    )
+    resources = build_resources(settings)
+    try:
+        async with resources.sessions() as session:
+            waiting = await inbox.pending(session)
+        cpu, wall = time.process_time(), time.perf_counter()
+        applied = await inbox.apply_until_idle(
+            resources.sessions, resources.keyring, settings=CaptureSettings.of(settings)
+        )
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        async with resources.sessions() as session:
+            left = await inbox.pending(session)
+    finally:
+        await resources.close()
+    print(
+        f"{'inbox drained (capture.apply)':<30} {applied / wall:8.0f} rows/s   "
+        f"{waiting} rows in {wall:.1f} s, {cpu / max(applied, 1) * 1000:.2f} ms CPU each, "
+        f"{left} left"
     )
 
 
@@ -403,22 +528,32 @@ def main() -> None:
         warm, _ = asyncio.run(fetch_tokens(base, form_id, 300, args.concurrency))
         asyncio.run(blast(base, form_id, warm, args.concurrency, "warm"))
         asyncio.run(blast(f"http://127.0.0.1:{bare_port}", form_id, warm, args.concurrency, "w"))
+        cpu = cpu_seconds(server.pid)
         tokens, token_elapsed = asyncio.run(
             fetch_tokens(base, form_id, args.captures, args.concurrency)
         )
-        print(f"{'form tokens (GET /f/.../token)':<30} {len(tokens) / token_elapsed:8.0f} req/s")
+        cpu = cpu_seconds(server.pid) - cpu
+        print(
+            f"{'form tokens (GET /f/.../token)':<30} {len(tokens) / token_elapsed:8.0f} req/s"
+            f"{'':36}server CPU {cpu / len(tokens) * 1000:5.2f} ms/req"
+        )
+        cpu = cpu_seconds(bare.pid)
         bare_elapsed, bare_lat, _ = asyncio.run(
             blast(f"http://127.0.0.1:{bare_port}", form_id, tokens, args.concurrency, "bare")
         )
-        bare_rate, _ = report("bare endpoint, same JSON", len(tokens), bare_elapsed, bare_lat)
+        cpu = cpu_seconds(bare.pid) - cpu
+        bare_rate, _ = report("bare endpoint, same JSON", len(tokens), bare_elapsed, bare_lat, cpu)
+        cpu = cpu_seconds(server.pid)
         elapsed, latencies, statuses = asyncio.run(
             blast(base, form_id, tokens, args.concurrency, "ours")
         )
-        rate, p99 = report("POST /capture/{form_id}", len(tokens), elapsed, latencies)
+        cpu = cpu_seconds(server.pid) - cpu
+        rate, p99 = report("POST /capture/{form_id}", len(tokens), elapsed, latencies, cpu)
         print(f"ratio to bare: {rate / bare_rate:.2f}; answers {dict(statuses)}")
         failed = sum(n for status, n in statuses.items() if status != 200)
         verdict = "met" if rate >= 500 and p99 < 100 and not failed else "MISSED"
         print(f"target >= 500 captures/s and p99 < 100 ms: {verdict}")
+        asyncio.run(drain(database_url, env))
         stop(server)
         if args.profile:
             print(f"profile written to {args.profile}")

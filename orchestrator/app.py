@@ -86,6 +86,8 @@ def create_app(
     app.add_middleware(access_log.AccessLog)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    # Early: routes are tried in order, and the public capture endpoints take the most traffic.
+    app.include_router(capture.router)
     app.include_router(workspace.router)
     app.include_router(imports.router)  # before contacts: /v1/contacts/{id} would take its paths
     app.include_router(contacts.router)
@@ -97,6 +99,5 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(links.router)
     app.include_router(forms.router)
-    app.include_router(capture.router)
     app.include_router(ui.router)
     return app

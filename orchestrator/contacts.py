@@ -305,8 +305,12 @@ async def upsert_contact(
     data: ContactData,
     now: datetime,
     on_tags_added: TagsAdded | None = None,
+    new_contact_id: str | None = None,
 ) -> tuple[ContactView, Outcome]:
     """Create a contact, or update the one its email or Messenger identity names.
+
+    `new_contact_id` is the id a created contact gets, when the caller already handed it out
+    (a capture's Messenger link names it before the contact exists).
 
     Identifiers that name two different contacts are a conflict naming both; nothing is merged
     implicitly (DESIGN section 4). `on_tags_added` hears of the tags the contact did not have.
@@ -324,7 +328,7 @@ async def upsert_contact(
     existing_id = by_email or by_psid
     if existing_id is None:
         contact = Contact(
-            id=new_id("ct"),
+            id=new_contact_id or new_id("ct"),
             workspace_id=workspace_id,
             name=data.name,
             locale=data.locale,

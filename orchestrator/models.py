@@ -655,6 +655,29 @@ class CaptureTokenUse(SQLModel, table=True):
     used_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
 
 
+class CaptureInbox(SQLModel, table=True):
+    """A capture accepted and answered, waiting for `capture.apply` to make its contact, ledger
+    rows, tags, opt-in delivery and trigger (orchestrator/capture/inbox.py). Deleted once applied."""
+
+    __tablename__ = "capture_inbox"
+    __table_args__ = (sa.Index("ix_capture_inbox_pending", "status", "received_at"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    workspace_id: str = _ws_fk()
+    form_id: str = Field(max_length=32)
+    # The id a new contact gets, chosen when the answer was signed (its Messenger link names it).
+    contact_id: str = Field(max_length=32)
+    address: str = Field(max_length=320)
+    name: str | None = Field(default=None, max_length=300)
+    locale: str | None = Field(default=None, max_length=35)
+    consent_version: str = Field(max_length=64)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=500)
+    status: str = Field(default="pending", max_length=16)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    received_at: datetime = _created()
+
+
 class CaptureCounter(SQLModel, table=True):
     """Per-form outcome counters (captured, confirmed, rejected.<reason>): the only thing a
     rejected request may store."""

@@ -23,7 +23,8 @@ from sqlmodel import col
 from orchestrator import dispatch as dispatcher
 from orchestrator import idempotency, inbound, send_budgets, sweeps
 from orchestrator.campaigns import runs as campaign_runs
-from orchestrator.capture import capture
+from orchestrator.capture import capture, inbox
+from orchestrator.capture.guard import CaptureSettings
 from orchestrator.db import transaction
 from orchestrator.ids import new_id
 from orchestrator.imports import processing as imports_processing
@@ -219,6 +220,16 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
     async def forget_capture_tokens(session: AsyncSession, now: datetime) -> None:
         await capture.forget_used_tokens(session, now=now)
 
+    async def apply_captures(_session: AsyncSession, _now: datetime) -> None:
+        # Batches commit in their own transactions, each capture at its own time.
+        await inbox.apply_until_idle(
+            resources.sessions,
+            resources.keyring,
+            settings=CaptureSettings.of(settings),
+            budget=DISPATCH_BUDGET_SECONDS,
+        )
+
+    scheduler.add_job("capture.apply", apply_captures, seconds=settings.inbox_interval_seconds)
     scheduler.add_job("capture.forget_tokens", forget_capture_tokens, seconds=3600)
     scheduler.add_job("deliveries.expire_holds", expire_holds, seconds=30)
     scheduler.add_job("tokens.expire", expire_tokens, seconds=3600)

@@ -11,6 +11,10 @@ Checks on a capture, in order: the form exists; Origin/Referer allowed (403); ra
 client IP and per form (429 with Retry-After); body size (413); media type (415); body parses
 (400); honeypot (400); form token present, genuine, old enough and not expired (400); fields
 (422 naming them); token not used before (409). A refused request stores nothing but a count.
+
+The token, preflight and capture endpoints read the form from a cache of a few seconds
+(`form_cache.py`); a popup or embedded form's capture is answered once it is in the capture
+inbox, which the `capture.apply` job applies (`inbox.py`); the lucky wheel's is applied at once.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cache
@@ -28,7 +32,6 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrator import contacts, rendering
 from orchestrator.api.deps import NowDep, ResourcesDep, SessionDep
@@ -37,13 +40,16 @@ from orchestrator.capture import capture as capture_service
 from orchestrator.capture import confirm as confirm_service
 from orchestrator.capture import counters, forms, origins, pages
 from orchestrator.capture.client_ip import client_ip
-from orchestrator.capture.guard import CaptureGuard
+from orchestrator.capture.form_cache import FormCache, PublicForm
+from orchestrator.capture.guard import CaptureGuard, RejectionTally
+from orchestrator.capture.inbox import InboxWriter
 from orchestrator.capture.tokens import (
     FormTokenProblem,
     FormTokenRejected,
     make_form_token,
     read_form_token,
 )
+from orchestrator.db import transaction
 from orchestrator.errors import (
     BadRequest,
     FieldError,
@@ -56,8 +62,8 @@ from orchestrator.errors import (
     ValidationFailed,
 )
 from orchestrator.links import LinkExpired, LinkInvalid
-from orchestrator.models import CaptureForm
 from orchestrator.rendering.layouts import TEMPLATES_DIR
+from orchestrator.resources import Resources
 
 router = APIRouter(tags=["capture (public)"])
 
@@ -98,7 +104,7 @@ def public_urls(public_url: str, form_id: str) -> PublicUrls:
     )
 
 
-def get_guard(request: Request, resources: ResourcesDep) -> CaptureGuard:
+async def get_guard(request: Request, resources: ResourcesDep) -> CaptureGuard:
     """One guard per application (its rate windows and tallies live in process memory)."""
     guard: CaptureGuard | None = getattr(request.app.state, "capture_guard", None)
     if guard is None:
@@ -108,6 +114,25 @@ def get_guard(request: Request, resources: ResourcesDep) -> CaptureGuard:
 
 
 GuardDep = Annotated[CaptureGuard, Depends(get_guard)]
+
+
+@dataclass(frozen=True)
+class CapturePath:
+    """What `POST /capture` uses instead of a transaction per request (one per application)."""
+
+    forms: FormCache
+    inbox: InboxWriter
+
+
+async def get_capture_path(request: Request, resources: ResourcesDep) -> CapturePath:
+    path: CapturePath | None = getattr(request.app.state, "capture_path", None)
+    if path is None:
+        path = CapturePath(FormCache(resources.sessions), InboxWriter(resources.sessions))
+        request.app.state.capture_path = path
+    return path
+
+
+CapturePathDep = Annotated[CapturePath, Depends(get_capture_path)]
 
 
 def _client(request: Request, guard: CaptureGuard) -> str:
@@ -121,35 +146,39 @@ class _Gate:
     def __init__(
         self,
         request: Request,
-        form: CaptureForm,
+        public: PublicForm,
         guard: CaptureGuard,
-        session: AsyncSession,
         now: datetime,
+        flush: Callable[[RejectionTally], Awaitable[None]],
     ) -> None:
         self.request = request
-        self.form = form
+        self.public = public
+        self.form = public.form
         self.guard = guard
-        self.session = session
         self.now = now
+        self.flush = flush
         self.origin = origins.check(
-            request.headers.get("origin"), request.headers.get("referer"), form.allowed_origins
+            request.headers.get("origin"), request.headers.get("referer"), self.form.allowed_origins
         )
         self.ip = _client(request, guard)
 
     async def refuse(self, reason: str, error: OutreachError) -> JSONResponse:
         tally = self.guard.tally
         tally.add(self.form.workspace_id, self.form.id, counters.REJECTED + reason)
-        if tally.due(self.now, self.guard.settings.flush_every):
-            await counters.flush(self.session, tally, now=self.now)
+        await self.flush_if_due()
         response = problem_response(error, self.request.url.path)
         if not self.origin.refused:
             response.headers.update(origins.cors_headers(self.origin))
         response.headers.update(_NO_STORE)
         return response
 
+    async def flush_if_due(self) -> None:
+        if self.guard.tally.due(self.now, self.guard.settings.flush_every):
+            await self.flush(self.guard.tally)
+
     async def limited(self, *groups: tuple[str, str]) -> JSONResponse | None:
         for group, key in groups:
-            wait = await self.guard.rate_limits.hit(group, key)
+            wait = self.guard.rate_limits.hit(group, key)
             if wait is not None:
                 return await self.refuse(
                     "rate_limited",
@@ -166,10 +195,22 @@ class _Gate:
 
 
 async def _gate(
-    request: Request, form_id: str, session: AsyncSession, guard: CaptureGuard, now: datetime
+    request: Request,
+    form_id: str,
+    resources: Resources,
+    guard: CaptureGuard,
+    path: CapturePath,
+    now: datetime,
 ) -> tuple[_Gate, JSONResponse | None]:
-    form = await forms.get_public_form(session, form_id)
-    gate = _Gate(request, form, guard, session, now)
+    """The form from the form cache: the public endpoints open no transaction unless they write
+    (refusal counts now and then, captures through the inbox writer) or read a wheel."""
+    public = await path.forms.get(form_id)
+
+    async def flush(tally: RejectionTally) -> None:
+        async with transaction(resources.sessions) as session:
+            await counters.flush(session, tally, now=now)
+
+    gate = _Gate(request, public, guard, now, flush)
     if gate.origin.refused:
         return gate, await gate.refuse(
             "origin", OriginNotAllowed("The page's origin is not allowed to use this form")
@@ -232,14 +273,14 @@ class FormTokenOut(BaseModel):
 async def form_token(
     form_id: str,
     request: Request,
-    session: SessionDep,
     resources: ResourcesDep,
     guard: GuardDep,
+    path: CapturePathDep,
     now: NowDep,
 ) -> Response:
     """A signed form token (its issue time inside) and what the widget shows: kind, triggers,
     consent text and version, look, the wheel's labels. Never weights, stock or codes."""
-    gate, refused = await _gate(request, form_id, session, guard, now)
+    gate, refused = await _gate(request, form_id, resources, guard, path, now)
     if refused is not None:
         return refused
     limited = await gate.limited(("token:ip", gate.ip))
@@ -255,7 +296,10 @@ async def form_token(
         nonce=secrets.token_urlsafe(8),
         now=now,
     )
-    prizes = await forms.prizes_of(session, form.id) if form.kind == "minigame" else []
+    prizes = []
+    if form.kind == "minigame":
+        async with transaction(resources.sessions) as session:
+            prizes = await forms.prizes_of(session, form.id)
     config = forms.public_config(
         form,
         prizes,
@@ -275,12 +319,13 @@ async def form_token(
 async def _preflight(
     request: Request,
     form_id: str,
-    session: AsyncSession,
+    resources: Resources,
     guard: CaptureGuard,
+    path: CapturePath,
     now: datetime,
     methods: str,
 ) -> Response:
-    gate, refused = await _gate(request, form_id, session, guard, now)
+    gate, refused = await _gate(request, form_id, resources, guard, path, now)
     if refused is not None:
         return refused
     headers = (
@@ -293,9 +338,14 @@ async def _preflight(
 
 @router.options("/f/{form_id}/token", status_code=204, response_class=Response)
 async def form_token_preflight(
-    form_id: str, request: Request, session: SessionDep, guard: GuardDep, now: NowDep
+    form_id: str,
+    request: Request,
+    resources: ResourcesDep,
+    guard: GuardDep,
+    path: CapturePathDep,
+    now: NowDep,
 ) -> Response:
-    return await _preflight(request, form_id, session, guard, now, "GET, OPTIONS")
+    return await _preflight(request, form_id, resources, guard, path, now, "GET, OPTIONS")
 
 
 # -- the capture ----------------------------------------------------------------------------------
@@ -395,14 +445,18 @@ def _fields(data: dict[str, Any]) -> CaptureIn:
 async def capture(
     form_id: str,
     request: Request,
-    session: SessionDep,
     resources: ResourcesDep,
     guard: GuardDep,
+    path: CapturePathDep,
     now: NowDep,
 ) -> Response:
     """An address typed into the form. The answer is what the page shows next, and it is the
-    same whether the address was known or not."""
-    gate, refused = await _gate(request, form_id, session, guard, now)
+    same whether the address was known or not.
+
+    No transaction of its own: the form comes from the form cache, a popup or embedded form's
+    capture goes to the inbox with the next group commit, and refusals are counted in memory
+    (the lucky wheel, which must read the database to answer, opens one)."""
+    gate, refused = await _gate(request, form_id, resources, guard, path, now)
     if refused is not None:
         return refused
     limited = await gate.limited(("capture:ip", gate.ip), ("capture:form", gate.form.id))
@@ -451,27 +505,34 @@ async def capture(
     except ValidationFailed as exc:
         return await gate.refuse("invalid_fields", exc)
     user_agent = request.headers.get("user-agent")
+    submission = capture_service.Submission(
+        address=address,
+        consent_version=form_token.consent_version,
+        name=fields.name,
+        locale=fields.locale,
+        ip=gate.ip if gate.ip != "unknown" else None,
+        user_agent=user_agent[:500] if user_agent else None,
+    )
     try:
-        answer = await capture_service.capture(
-            session,
-            resources.keyring,
-            form=form,
-            submission=capture_service.Submission(
-                address=address,
-                token=fields.token,
-                form_token=form_token,
-                name=fields.name,
-                locale=fields.locale,
-                ip=gate.ip if gate.ip != "unknown" else None,
-                user_agent=user_agent[:500] if user_agent else None,
-            ),
-            settings=settings,
-            now=now,
-        )
+        if form.kind == "minigame":
+            # The wheel's answer depends on what the address drew before: all of it now.
+            async with transaction(resources.sessions) as session:
+                answer = await capture_service.capture(
+                    session,
+                    resources.keyring,
+                    form=await forms.get_public_form(session, form.id),
+                    token=fields.token,
+                    submission=submission,
+                    settings=settings,
+                    now=now,
+                )
+        else:
+            answer = await _accept(
+                path.inbox, resources, gate.public, fields.token, submission, now
+            )
     except capture_service.TokenReplayed as exc:
         return await gate.refuse("token_replayed", exc)
-    if guard.tally.due(now, settings.flush_every):
-        await counters.flush(session, guard.tally, now=now)
+    await gate.flush_if_due()
     out = CaptureOut(
         status=answer.status,
         double_opt_in=answer.double_opt_in,
@@ -481,6 +542,32 @@ async def capture(
         else None,
     )
     return gate.answer(out.model_dump(mode="json"))
+
+
+async def _accept(
+    writer: InboxWriter,
+    resources: Resources,
+    public: PublicForm,
+    token: str,
+    submission: capture_service.Submission,
+    now: datetime,
+) -> capture_service.CaptureAnswer:
+    """Answer from the form alone, once the capture is in the inbox; the `capture.apply` job
+    does the rest (`inbox.py`)."""
+    form = public.form
+    contact_id = await writer.accept(form=form, token=token, submission=submission, now=now)
+    return capture_service.CaptureAnswer(
+        status="pending_confirmation" if form.double_opt_in else "subscribed",
+        double_opt_in=form.double_opt_in,
+        messenger_url=capture_service.messenger_link(
+            resources.keyring,
+            workspace_id=form.workspace_id,
+            username=public.page_username,
+            contact_id=contact_id,
+            now=now,
+        ),
+        spin=None,
+    )
 
 
 _TOKEN_DETAIL = {
@@ -493,9 +580,14 @@ _TOKEN_DETAIL = {
 
 @router.options("/capture/{form_id}", status_code=204, response_class=Response)
 async def capture_preflight(
-    form_id: str, request: Request, session: SessionDep, guard: GuardDep, now: NowDep
+    form_id: str,
+    request: Request,
+    resources: ResourcesDep,
+    guard: GuardDep,
+    path: CapturePathDep,
+    now: NowDep,
 ) -> Response:
-    return await _preflight(request, form_id, session, guard, now, "POST, OPTIONS")
+    return await _preflight(request, form_id, resources, guard, path, now, "POST, OPTIONS")
 
 
 # -- double opt-in confirmation -------------------------------------------------------------------

@@ -18,7 +18,9 @@ from orchestrator.models import ApiKey
 from orchestrator.resources import Resources
 
 
-def get_resources(request: Request) -> Resources:
+# Dependencies are `async def` even when they never await: FastAPI runs a plain `def` one in a
+# worker thread, a thread hop per dependency per request.
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -36,7 +38,7 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_now(resources: ResourcesDep) -> datetime:
+async def get_now(resources: ResourcesDep) -> datetime:
     return resources.clock.now()
 
 

@@ -10,6 +10,10 @@ limits, size, honeypot, token age) and validated. DESIGN section 10.
   someone else's address can neither subscribe, tag nor message them. At most one confirmation
   per address per cooling period.
 * The answer is the same for known and unknown addresses.
+
+`capture` does it all in the request's transaction (the lucky wheel, whose answer depends on
+what the address drew before); popup and embedded forms answer at once and leave the rest to
+`apply` through the capture inbox (`inbox.py`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from orchestrator.campaigns import runs, triggers
 from orchestrator.capture import counters, spins
 from orchestrator.capture.guard import CaptureSettings
 from orchestrator.capture.spins import SpinView
-from orchestrator.capture.tokens import FormToken, token_hash
+from orchestrator.capture.tokens import token_hash
 from orchestrator.crypto import KeyRing
 from orchestrator.db import insert_ignoring_conflicts
 from orchestrator.errors import Conflict
@@ -56,12 +60,18 @@ class TokenReplayed(Conflict):
 @dataclass(frozen=True)
 class Submission:
     address: str  # normalised
-    token: str
-    form_token: FormToken
+    consent_version: str  # the one the form token carried: the text the person saw
     name: str | None = None
     locale: str | None = None
     ip: str | None = None
     user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: str  # counters.CAPTURED or counters.DUPLICATE
+    contact_id: str
+    created: bool
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,8 @@ class CaptureAnswer:
     spin: SpinView | None
 
 
-async def _use_token(session: AsyncSession, form: CaptureForm, token: str, now: datetime) -> None:
+async def use_token(session: AsyncSession, form: CaptureForm, token: str, now: datetime) -> None:
+    """Raises `TokenReplayed` when the token was used before."""
     table = table_of(CaptureTokenUse)
     used = await session.execute(
         insert_ignoring_conflicts(session, table, ["token_hash"])
@@ -106,6 +117,7 @@ async def _contact_for(
     submission: Submission,
     consent: contacts.Consent | None,
     now: datetime,
+    new_contact_id: str | None,
 ) -> tuple[EmailIdentity, bool]:
     """The address's identity, created (with its contact) when new; True when created now.
 
@@ -132,6 +144,7 @@ async def _contact_for(
                 on_tags_added=triggers.on_tags_added(
                     session, workspace_id=form.workspace_id, now=now
                 ),
+                new_contact_id=new_contact_id,
             )
         created = outcome == "created"
     except IntegrityError:
@@ -176,7 +189,7 @@ def _event(
     data: dict[str, Any] = {
         "form_id": form.id,
         "kind": form.kind,
-        "consent_version": submission.form_token.consent_version,
+        "consent_version": submission.consent_version,
         "double_opt_in": form.double_opt_in,
         "ip": submission.ip,
         "user_agent": submission.user_agent,
@@ -192,11 +205,23 @@ def _event(
     )
 
 
-async def messenger_url(
-    session: AsyncSession,
+async def page_username(session: AsyncSession, form: CaptureForm) -> str | None:
+    """The username of the form's Page, for its m.me links; None without a Page."""
+    if form.page_id is None:
+        return None
+    found = await session.execute(
+        sa.select(col(Page.username)).where(
+            col(Page.page_id) == form.page_id, col(Page.workspace_id) == form.workspace_id
+        )
+    )
+    return found.scalar_one_or_none()
+
+
+def messenger_link(
     keyring: KeyRing,
     *,
-    form: CaptureForm,
+    workspace_id: str,
+    username: str | None,
     contact_id: str | None,
     now: datetime,
 ) -> str | None:
@@ -208,24 +233,33 @@ async def messenger_url(
     email with a `user_email` quick reply, which Meta verifies (DESIGN section 6). So nobody can
     attach their Messenger account to another person's contact by typing that person's address.
     """
-    if form.page_id is None:
-        return None
-    page = (
-        await session.execute(
-            sa.select(Page).where(
-                col(Page.page_id) == form.page_id, col(Page.workspace_id) == form.workspace_id
-            )
-        )
-    ).scalar_one_or_none()
-    if page is None:
+    if username is None:
         return None
     ref = links.make_ref(
         keyring,
         links.Ref(contact_id=contact_id or new_id("ct"), intent=links.Intent.INVITE),
-        workspace_id=form.workspace_id,
+        workspace_id=workspace_id,
         now=now,
     )
-    return links.mme_url(page.username, ref)
+    return links.mme_url(username, ref)
+
+
+async def messenger_url(
+    session: AsyncSession,
+    keyring: KeyRing,
+    *,
+    form: CaptureForm,
+    contact_id: str | None,
+    now: datetime,
+) -> str | None:
+    """`messenger_link` for the form's Page, looked up."""
+    return messenger_link(
+        keyring,
+        workspace_id=form.workspace_id,
+        username=await page_username(session, form),
+        contact_id=contact_id,
+        now=now,
+    )
 
 
 async def capture(
@@ -233,37 +267,20 @@ async def capture(
     keyring: KeyRing,
     *,
     form: CaptureForm,
+    token: str,
     submission: Submission,
     settings: CaptureSettings,
     now: datetime,
     r: float | None = None,
 ) -> CaptureAnswer:
-    """Raises `TokenReplayed` (before writing anything else) when the token was used."""
-    await _use_token(session, form, submission.token, now)
-    single = not form.double_opt_in
-    consent = (
-        contacts.Consent(
-            source=form.kind,
-            at=now,
-            form_id=form.id,
-            text_version=submission.form_token.consent_version,
-            ip=submission.ip,
-            user_agent=submission.user_agent,
-        )
-        if single
-        else None
+    """Everything now. Raises `TokenReplayed` (before writing anything else) when the token was
+    used."""
+    await use_token(session, form, token, now)
+    applied = await apply(
+        session, keyring, form=form, submission=submission, settings=settings, now=now
     )
-    identity, created = await _contact_for(session, keyring, form, submission, consent, now)
-    contact_id = identity.contact_id
-    since = now - settings.cooling
-    if consent is not None:
-        outcome = await _subscribe_now(session, form, identity, submission, consent, created, since)
-    elif await _recent_confirmation(session, contact_id, since):
-        outcome = counters.DUPLICATE
-    else:
-        outcome = await _send_confirmation(
-            session, form, identity, submission, settings=settings, now=now
-        )
+    single = not form.double_opt_in
+    contact_id = applied.contact_id
     spin: SpinView | None = None
     if form.kind == "minigame":
         spin, drawn_now = await spins.spin(
@@ -282,15 +299,58 @@ async def capture(
         # played before carries the same segment and no code.
         code = spin.code if single and drawn_now else None
         spin = SpinView(spin.id, spin.segment_id, spin.label, spin.status, code)
-    await counters.bump(session, workspace_id=form.workspace_id, form_id=form.id, outcome=outcome)
+    await counters.bump(
+        session, workspace_id=form.workspace_id, form_id=form.id, outcome=applied.outcome
+    )
     return CaptureAnswer(
         status="subscribed" if single else "pending_confirmation",
         double_opt_in=form.double_opt_in,
         messenger_url=await messenger_url(
-            session, keyring, form=form, contact_id=contact_id if created else None, now=now
+            session, keyring, form=form, contact_id=contact_id if applied.created else None, now=now
         ),
         spin=spin,
     )
+
+
+async def apply(
+    session: AsyncSession,
+    keyring: KeyRing,
+    *,
+    form: CaptureForm,
+    submission: Submission,
+    settings: CaptureSettings,
+    now: datetime,
+    new_contact_id: str | None = None,
+) -> Applied:
+    """The contact, and the ledger, tags and trigger (single opt-in) or the confirmation
+    (double opt-in); no spin, no counter. `new_contact_id` is the id a new contact gets."""
+    single = not form.double_opt_in
+    consent = (
+        contacts.Consent(
+            source=form.kind,
+            at=now,
+            form_id=form.id,
+            text_version=submission.consent_version,
+            ip=submission.ip,
+            user_agent=submission.user_agent,
+        )
+        if single
+        else None
+    )
+    identity, created = await _contact_for(
+        session, keyring, form, submission, consent, now, new_contact_id
+    )
+    contact_id = identity.contact_id
+    since = now - settings.cooling
+    if consent is not None:
+        outcome = await _subscribe_now(session, form, identity, submission, consent, created, since)
+    elif await _recent_confirmation(session, contact_id, since):
+        outcome = counters.DUPLICATE
+    else:
+        outcome = await _send_confirmation(
+            session, form, identity, submission, settings=settings, now=now
+        )
+    return Applied(outcome=outcome, contact_id=contact_id, created=created)
 
 
 async def _subscribe_now(
@@ -362,7 +422,7 @@ async def _send_confirmation(
                     "form_id": form.id,
                     "email_identity_id": identity.id,
                     "capture_event_id": event.id,
-                    "consent_version": submission.form_token.consent_version,
+                    "consent_version": submission.consent_version,
                     "locale": submission.locale or form.locale,
                 },
                 now=now,

@@ -82,6 +82,22 @@ async def get_form(session: AsyncSession, *, workspace_id: str, form_id: str) ->
     return form
 
 
+class _Changes:
+    """How many times this process changed a form: the public form cache (`form_cache.py`)
+    drops what it read before a change made here at once, and what other processes changed
+    after its time to live."""
+
+    count = 0
+
+
+def changed() -> int:
+    return _Changes.count
+
+
+def _note_change() -> None:
+    _Changes.count += 1
+
+
 async def get_public_form(session: AsyncSession, form_id: str) -> CaptureForm:
     """For the keyless endpoints: the form id names its workspace."""
     form = await session.get(CaptureForm, form_id) if form_id.startswith("fm_") else None
@@ -256,6 +272,7 @@ async def update_form(
         await _write_prizes(session, form, prizes, now=now)
     form.updated_at = now
     await session.flush()
+    _note_change()
     return await view(session, form)
 
 
@@ -339,6 +356,7 @@ async def delete_form(
     form.deleted_at = now
     form.updated_at = now
     await session.flush()
+    _note_change()
 
 
 # -- the widget's view -------------------------------------------------------------------------

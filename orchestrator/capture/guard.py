@@ -1,9 +1,9 @@
 """Per-process defences of the public capture endpoints: rate limits and rejection tallies.
 
-Rate limits use the maintained `limits` library with its async moving window in process memory.
-That is exact for one process (the SQLite default, `outreach serve`). A deployment with several
-API workers would give each worker its own window; it would use `limits`' Redis or Memcached
-storage (`limits.aio.storage.RedisStorage`, same strategy, same calls) or a database counter.
+Rate limits are the `limits` library's moving windows in process memory: exact for one process
+(the SQLite default, `outreach serve`). A deployment with several API workers would give each
+worker its own window; it would keep the windows in Redis or Memcached (`limits`' RedisStorage
+with the same moving-window strategy and calls) or a database counter.
 
 Rejections are tallied here and written to `capture_counters` at most every
 `capture_counter_flush_seconds`: a flood of refused requests must not become a flood of writes.
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import limits
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from orchestrator.capture.client_ip import TrustedProxies
 from orchestrator.settings import Settings
@@ -45,19 +45,30 @@ class CaptureSettings:
 
 
 class RateLimits:
-    """Named limit groups (`capture:ip`, `capture:form`, `token:ip`) over one moving window."""
+    """Named limit groups (`capture:ip`, `capture:form`, `token:ip`), each one or more moving
+    windows ("20/minute;100/hour"), per key, with the maintained `limits` library.
+
+    Its synchronous in-memory storage: a hit is a few microseconds under a lock, with no await
+    (the async storage hops to a worker thread as it expires keys, which cost more CPU than a
+    capture), and it forgets expired keys on its own."""
 
     def __init__(self, groups: dict[str, str]) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._groups = {name: limits.parse_many(spec) for name, spec in groups.items()}
 
-    async def hit(self, group: str, key: str) -> int | None:
+    def hit(self, group: str, key: str) -> int | None:
         """Count one request; None when allowed, else the seconds to wait (for Retry-After).
 
-        The wait is the window's length: an upper bound that needs no clock of ours (the library
-        keeps its own), and a moving window never frees a slot later than that."""
-        for item in self._groups[group]:
-            if not await self._limiter.hit(item, group, key):
+        Every window of the group is tested before any counts the request, so a refused request
+        counts in none (nothing awaits in between, so no other request interleaves). The wait is
+        the window's length: an upper bound (a moving window never frees a slot later)."""
+        items = self._groups[group]
+        for item in items:
+            if not self._limiter.test(item, group, key):
+                return int(item.get_expiry())
+        for item in items:
+            # `test` and `hit` may disagree at a window's exact edge; `hit` decides.
+            if not self._limiter.hit(item, group, key):
                 return int(item.get_expiry())
         return None
 

@@ -16,7 +16,13 @@ from orchestrator.clock import FrozenClock
 from orchestrator.resources import Resources, build_resources
 from tests.fixtures.api import Tenant
 from tests.fixtures.database import Database, make_settings
-from tests.integration.capture.visitor import SITE, Visitor, create_form, row_counts
+from tests.integration.capture.visitor import (
+    SITE,
+    ApplyingTransport,
+    Visitor,
+    create_form,
+    row_counts,
+)
 
 PROBLEM = "application/problem+json"
 
@@ -241,7 +247,7 @@ def limited_app(
         )
         app = create_app(resources=limited, run_scheduler=False)
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+            transport=ApplyingTransport(app, limited), base_url="http://testserver"
         ) as c:
             yield c
 

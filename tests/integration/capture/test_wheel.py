@@ -17,7 +17,7 @@ from orchestrator.capture import capture as capture_service
 from orchestrator.capture import confirm as confirm_service
 from orchestrator.capture import forms
 from orchestrator.capture.guard import CaptureSettings
-from orchestrator.capture.tokens import ConfirmLink, FormToken, make_confirm_token
+from orchestrator.capture.tokens import ConfirmLink, make_confirm_token
 from orchestrator.clock import FrozenClock
 from orchestrator.crypto import KeyRing
 from orchestrator.db import create_engine, session_factory, transaction
@@ -187,10 +187,9 @@ async def test_stock_holds_under_200_concurrent_confirmations(backend: str, tmp_
                     s,
                     keyring,
                     form=form,
+                    token=f"token-{n}",
                     submission=capture_service.Submission(
-                        address=f"p{n:03}@example.com",
-                        token=f"token-{n}",
-                        form_token=FormToken(form_id, CONSENT["version"], T0),
+                        address=f"p{n:03}@example.com", consent_version=CONSENT["version"]
                     ),
                     settings=settings,
                     now=T0,

@@ -9,9 +9,13 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from orchestrator.capture import inbox
+from orchestrator.capture.guard import CaptureSettings
 from orchestrator.clock import FrozenClock
+from orchestrator.resources import Resources
 from tests.fixtures.api import Tenant
 
 SITE = "https://shop.aodaihong.vn"
@@ -20,7 +24,7 @@ CONSENT = {"text": "Tôi đồng ý nhận email ưu đãi từ Áo Dài Hồng.
 # Every table a capture writes to, besides the counters a rejection may touch.
 CAPTURE_TABLES = (
     "contacts", "email_identities", "consent_ledger", "contact_tags", "deliveries",
-    "interaction_events", "capture_token_uses", "capture_spins", "campaign_runs",
+    "interaction_events", "capture_token_uses", "capture_spins", "campaign_runs", "capture_inbox",
 )  # fmt: skip
 
 
@@ -77,6 +81,25 @@ class Visitor:
     async def submit(self, email: str, **extra: Any) -> httpx.Response:
         token = extra.pop("token", None) or await self.token()
         return await self.post({"email": email, "consent": True, "token": token, **extra})
+
+
+class ApplyingTransport(httpx.ASGITransport):
+    """Applies the capture inbox after every accepted capture, as the `capture.apply` job does a
+    moment later in a running server."""
+
+    def __init__(self, app: FastAPI, resources: Resources) -> None:
+        super().__init__(app=app)
+        self.resources = resources
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.url.path.startswith("/capture/") and response.status_code == 200:
+            await inbox.apply_until_idle(
+                self.resources.sessions,
+                self.resources.keyring,
+                settings=CaptureSettings.of(self.resources.settings),
+            )
+        return response
 
 
 async def row_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:

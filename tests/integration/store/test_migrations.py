@@ -21,7 +21,7 @@ EXPECTED_TABLES = {
     "messenger_identities", "contact_tags", "consent_ledger", "suppressions", "optin_tokens",
     "webhook_inbox", "interaction_events", "deliveries", "idempotency_keys", "worker_heartbeats", "contact_merges", "contact_imports", "contact_import_chunks", "contact_import_errors", "webhook_bodies", "link_bindings", "channel_pauses", "campaigns", "campaign_runs", "send_leases", "send_budgets",
     "capture_forms", "capture_prizes", "capture_prize_codes", "capture_spins", "capture_token_uses",
-    "capture_counters", "comment_replies",
+    "capture_counters", "capture_inbox", "comment_replies",
 }  # fmt: skip
 
 
