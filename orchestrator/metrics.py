@@ -28,10 +28,12 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from orchestrator.capture.inbox import PENDING as CAPTURE_PENDING
 from orchestrator.delivery_states import FINAL, State
 from orchestrator.models import (
     Campaign,
     CaptureCounter,
+    CaptureInbox,
     Delivery,
     Page,
     WebhookInbox,
@@ -64,6 +66,10 @@ class DatabaseMetrics:
     """Age of the oldest inbox row not yet applied; 0 when the inbox is drained."""
     captures: Mapping[str, int]
     """capture outcome (`captured`, `confirmed`, `rejected.<reason>`, ...) -> count, all forms."""
+    capture_inbox: Mapping[str, int]
+    """status (`pending`, `failed`) -> accepted captures not applied yet (capture.apply)."""
+    capture_inbox_lag_seconds: float
+    """Age of the oldest pending capture; 0 when the queue is drained."""
 
 
 async def read_database_metrics(session: AsyncSession, *, now: datetime) -> DatabaseMetrics:
@@ -136,6 +142,14 @@ async def read_database_metrics(session: AsyncSession, *, now: datetime) -> Data
         )
     ).one()
 
+    accepted = table_of(CaptureInbox)
+    capture_queue = await session.execute(
+        sa.select(accepted.c.status, sa.func.count(), sa.func.min(accepted.c.received_at)).group_by(
+            accepted.c.status
+        )
+    )
+    queued = {str(status): (int(count), oldest) for status, count, oldest in capture_queue.all()}
+
     counters = table_of(CaptureCounter)
     captures = await session.execute(
         sa.select(counters.c.outcome, sa.func.sum(counters.c.count)).group_by(counters.c.outcome)
@@ -156,6 +170,8 @@ async def read_database_metrics(session: AsyncSession, *, now: datetime) -> Data
         inbox_pending=int(pending_inbox[0]),
         inbox_lag_seconds=_age(pending_inbox[1], now),
         captures={str(outcome): int(count or 0) for outcome, count in captures.all()},
+        capture_inbox={status: count for status, (count, _) in queued.items()},
+        capture_inbox_lag_seconds=_age(queued.get(CAPTURE_PENDING, (0, None))[1], now),
     )
 
 
@@ -300,5 +316,17 @@ def families(metrics: DatabaseMetrics) -> list[Family]:
             "Capture outcomes over all forms (captured, duplicate, confirmed, rejected.<reason>).",
             ("outcome",),
             _by_one(metrics.captures),
+        ),
+        _labelled(
+            "outreach_capture_inbox",
+            "gauge",
+            "Accepted captures not applied yet (contact, ledger, opt-in email), by status.",
+            ("status",),
+            _by_one(metrics.capture_inbox),
+        ),
+        _single(
+            "outreach_capture_inbox_lag_seconds",
+            "Age of the oldest accepted capture not applied yet (0: drained).",
+            metrics.capture_inbox_lag_seconds,
         ),
     ]

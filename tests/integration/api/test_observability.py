@@ -21,7 +21,14 @@ from orchestrator import logs
 from orchestrator.clock import FrozenClock
 from orchestrator.ids import new_id
 from orchestrator.metrics import DatabaseMetrics, MetricsCache, families, read_database_metrics
-from orchestrator.models import CaptureCounter, Delivery, Page, WebhookInbox, table_of
+from orchestrator.models import (
+    CaptureCounter,
+    CaptureInbox,
+    Delivery,
+    Page,
+    WebhookInbox,
+    table_of,
+)
 from orchestrator.resources import Resources
 from orchestrator.scheduler import WorkerIdentity, record_heartbeat
 from tests.fixtures.api import T0, Tenant
@@ -82,6 +89,18 @@ def inbox_row(event_type: str, received_at: datetime, *, applied: bool) -> dict[
 TEMPORARY = {"class": "temporary", "code": 1200, "message": "(#1200) Temporary send failure"}
 
 
+def capture_row(status: str, received_at: datetime) -> dict[str, Any]:
+    return {
+        "id": new_id("cin"),
+        "form_id": "frm_a",
+        "contact_id": new_id("ct"),
+        "address": "an@example.com",
+        "consent_version": "v1",
+        "status": status,
+        "received_at": received_at,
+    }
+
+
 async def seed(sessions: async_sessionmaker[AsyncSession], tenant: Tenant) -> None:
     """Rows of every kind the metrics distinguish; `expected` below is what they add up to."""
     ws = tenant.workspace_id
@@ -128,11 +147,19 @@ async def seed(sessions: async_sessionmaker[AsyncSession], tenant: Tenant) -> No
         {"form_id": "frm_a", "outcome": "rejected.honeypot", "count": 2},
         {"form_id": "frm_b", "outcome": "captured", "count": 4},
     ]
+    accepted = [
+        capture_row("pending", NOW - timedelta(seconds=12)),
+        capture_row("pending", NOW - timedelta(seconds=3)),
+        capture_row("failed", NOW - timedelta(hours=1)),
+    ]
     async with sessions() as s, s.begin():
         await s.execute(sa.insert(table_of(Delivery)), rows)
         await s.execute(sa.insert(table_of(WebhookInbox)), inbox)
         await s.execute(
             sa.insert(table_of(CaptureCounter)), [{**c, "workspace_id": ws} for c in counters]
+        )
+        await s.execute(
+            sa.insert(table_of(CaptureInbox)), [{**c, "workspace_id": ws} for c in accepted]
         )
         await s.execute(
             sa.update(table_of(Page)).where(table_of(Page).c.page_id == PAGE).values(paused_at=NOW)
@@ -168,6 +195,9 @@ async def test_metrics_count_what_the_rows_say(
     assert metrics.webhook_events == {"message": 3, "read": 1, "standby": 1}
     assert (metrics.inbox_pending, metrics.inbox_lag_seconds) == (2, 45.0)
     assert metrics.captures == {"captured": 7, "confirmed": 1, "rejected.honeypot": 2}
+    # A failed capture waits for a person, not for the job: it is no lag.
+    assert metrics.capture_inbox == {"pending": 2, "failed": 1}
+    assert metrics.capture_inbox_lag_seconds == 12.0
 
 
 async def test_an_empty_database_reads_zeros(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -175,6 +205,7 @@ async def test_an_empty_database_reads_zeros(sessions: async_sessionmaker[AsyncS
     assert metrics.deliveries == {} and metrics.webhook_events == {} and metrics.captures == {}
     assert (metrics.queue_depth, metrics.oldest_due_age_seconds) == (0, 0.0)
     assert (metrics.inbox_pending, metrics.inbox_lag_seconds) == (0, 0.0)
+    assert (metrics.capture_inbox, metrics.capture_inbox_lag_seconds) == ({}, 0.0)
 
 
 async def test_families_carry_no_ids(
