@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     """Captures per client IP (`limits` notation, several separated by ';')."""
     capture_rate_per_form: str = "600/minute"
     capture_token_rate_per_ip: str = "60/minute"  # noqa: S105 (a rate, not a secret)
-    """Form tokens issued per client IP."""
+    """Form tokens issued per client IP; also visits of the confirmation page (`/c/{token}`)."""
     capture_max_body_bytes: int = Field(default=4_096, ge=512)
     capture_counter_flush_seconds: float = Field(default=10.0, ge=0)
     """Rejections are counted in memory and written at most this often (per process)."""

@@ -602,11 +602,32 @@ def _link_refused(exc: Exception) -> HTMLResponse:
     )
 
 
+def _confirm_limited(request: Request, guard: CaptureGuard) -> Response | None:
+    """The confirmation page is public too: per client IP, at the form-token rate. A token is
+    signed, so a flood costs us a signature check each, but it still gets 429 early."""
+    wait = guard.rate_limits.hit("confirm:ip", _client(request, guard))
+    if wait is None:
+        return None
+    error = TooManyRequests(
+        f"Too many requests; retry in {wait} seconds", headers={"Retry-After": str(wait)}
+    )
+    response = problem_response(error, request.url.path)
+    response.headers.update(_PAGE_HEADERS)
+    return response
+
+
 @router.get("/c/{token}", response_class=HTMLResponse)
 async def confirm_page(
-    token: str, session: SessionDep, resources: ResourcesDep, now: NowDep
-) -> HTMLResponse:
+    token: str,
+    request: Request,
+    session: SessionDep,
+    resources: ResourcesDep,
+    guard: GuardDep,
+    now: NowDep,
+) -> Response:
     """One button; nothing changes until it is pressed (mail scanners follow GET links)."""
+    if (refused := _confirm_limited(request, guard)) is not None:
+        return refused
     try:
         found = await confirm_service.pending(session, resources.keyring, token=token, now=now)
     except (LinkInvalid, LinkExpired) as exc:
@@ -629,8 +650,10 @@ async def confirm(
     resources: ResourcesDep,
     guard: GuardDep,
     now: NowDep,
-) -> HTMLResponse:
+) -> Response:
     """Confirms the subscription; pressing again shows the same page and changes nothing."""
+    if (refused := _confirm_limited(request, guard)) is not None:
+        return refused
     user_agent = request.headers.get("user-agent")
     try:
         done = await confirm_service.confirm(

@@ -109,6 +109,7 @@ class CaptureGuard:
                     "capture:ip": settings.capture_rate_per_ip,
                     "capture:form": settings.capture_rate_per_form,
                     "token:ip": settings.capture_token_rate_per_ip,
+                    "confirm:ip": settings.capture_token_rate_per_ip,
                 }
             ),
             proxies=TrustedProxies.parse(settings.trusted_proxies),

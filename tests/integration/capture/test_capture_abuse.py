@@ -299,3 +299,17 @@ async def test_token_issuance_is_rate_limited_per_ip(
         refused = await visitor.fetch_token()
         assert_problem(refused, 429)
         assert refused.headers["retry-after"] == "60"
+
+
+async def test_the_confirmation_page_is_rate_limited_per_ip(
+    limited_app: Callable[..., AsyncIterator[httpx.AsyncClient]],
+) -> None:
+    async for client in limited_app(capture_token_rate_per_ip="2/minute"):
+        # Forged tokens: each costs a signature check and is refused as invalid...
+        assert (await client.get("/c/not-a-token")).status_code == 400
+        assert (await client.post("/c/not-a-token")).status_code == 400
+        # ... until the client's window is spent, then 429 before any check.
+        refused = await client.get("/c/not-a-token")
+        assert_problem(refused, 429)
+        assert refused.headers["retry-after"] == "60"
+        assert refused.headers["cache-control"] == "no-store"
