@@ -21,6 +21,7 @@ from orchestrator.rendering import (
     render_user_html,
     render_user_text,
 )
+from orchestrator.rendering.sandbox import GuardedSandbox, compile_guarded, render_guarded
 
 CONTEXT = TemplateContext(
     contact=ContactVars(
@@ -172,6 +173,19 @@ def test_the_deadline_is_read_from_the_injected_clock() -> None:
     error = fail("{% for i in range(1000) %}{{ i }}{% endfor %}", limits=limits)
     assert error.code == "timeout"
     assert "50 s" in error.message
+
+
+def test_time_the_thread_spends_off_the_cpu_does_not_count() -> None:
+    class Descheduled:
+        """Prints after the thread was off the CPU for a while (busy cores, a blocked call)."""
+
+        def __str__(self) -> str:
+            time.sleep(0.1)
+            return "Lan"
+
+    template = compile_guarded(GuardedSandbox(autoescape=False), "Chào {{ name }}!")
+    limits = RenderLimits(time_limit=0.05)  # the default clock: this thread's CPU time
+    assert render_guarded(template, {"name": Descheduled()}, limits) == "Chào Lan!"
 
 
 def test_a_quick_render_is_not_cut_short_by_the_clock() -> None:
