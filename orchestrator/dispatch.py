@@ -166,10 +166,13 @@ async def claim_due(
     different row of one contact. In turn, each claim's statements see the claims committed
     before it (READ COMMITTED takes a snapshot per statement). A claim is a few milliseconds.
 
-    Page send leases (DESIGN section 8): rows of a Page whose lease another worker holds are
-    left alone, and claiming a Page's rows takes or renews its lease for `page_lease` (default:
-    the claim lease). Claims take turns, so two workers never both take one Page's lease; only
-    the holder sends for a Page, and the Page's per-second budget holds however many run."""
+    Page send leases (DESIGN section 8): rows that may go out on Messenger (their contact has an
+    identity on the row's Page) are left alone while another worker holds that Page's lease, and
+    claiming them takes or renews it for `page_lease` (default: the claim lease). Claims take
+    turns, so two workers never both take one Page's lease; only the holder sends for a Page,
+    and the Page's per-second budget holds however many run. A claim takes at most one Page's
+    lease that it does not hold yet, so the Pages spread over the workers. Rows that cannot go
+    out on Messenger (email, or a skip) need no Page lease: any worker may take them."""
     table = table_of(Delivery)
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
@@ -185,8 +188,19 @@ async def claim_due(
     leased_elsewhere = sa.select(leases.c.key).where(
         leases.c.owner != worker_id, leases.c.expires_at > now
     )
+    identities = table_of(MessengerIdentity)
+    on_messenger = (
+        sa.select(identities.c.id)
+        .where(
+            identities.c.contact_id == table.c.contact_id,
+            identities.c.page_id == table.c.page_id,
+        )
+        .exists()
+    )
     candidates = (
-        sa.select(table.c.id, table.c.contact_id, table.c.page_id)
+        sa.select(
+            table.c.id, table.c.contact_id, table.c.page_id, on_messenger.label("on_messenger")
+        )
         .where(
             table.c.state == State.PENDING.value,
             table.c.due_at <= now,
@@ -197,6 +211,7 @@ async def claim_due(
             sa.or_(
                 table.c.page_id.is_(None),
                 (PAGE_LEASE_PREFIX + table.c.page_id).not_in(leased_elsewhere),
+                ~on_messenger,
             ),
         )
         .order_by(table.c.due_at, table.c.id)
@@ -204,13 +219,29 @@ async def claim_due(
     )
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
+    held = set(
+        (
+            await session.execute(
+                sa.select(leases.c.key).where(
+                    leases.c.owner == worker_id, leases.c.expires_at > now
+                )
+            )
+        ).scalars()
+    )
     chosen: dict[str, str] = {}
     page_ids: set[str] = set()
+    new_page: str | None = None
     for row in (await session.execute(candidates)).all():
-        if row.contact_id not in chosen:
-            chosen[row.contact_id] = row.id
-            if row.page_id is not None:
-                page_ids.add(row.page_id)
+        if row.contact_id in chosen:
+            continue
+        if row.page_id is not None and row.on_messenger:
+            if PAGE_LEASE_PREFIX + row.page_id not in held:
+                if new_page is None:
+                    new_page = row.page_id
+                elif row.page_id != new_page:
+                    continue  # another Page this claim does not hold: for another worker
+            page_ids.add(row.page_id)
+        chosen[row.contact_id] = row.id
         if len(chosen) >= limit:
             break
     if not chosen:

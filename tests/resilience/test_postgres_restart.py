@@ -113,8 +113,9 @@ async def test_a_postgres_restart_mid_campaign_loses_nothing(
     # after it was back is recorded, never repeated.
     assert sum(repeats.values()) <= settings.dispatch_rounds * dispatch.DispatchSettings().batch
     assert [key for key in repeats if first[key] > restarted_at] == []
-    # The worker felt the restart (its jobs failed, were logged, and ran again).
-    assert any(record.getMessage() == "job failed" for record in caplog.records)
+    # The worker felt the restart: a job, or a send inside the dispatch job (whose outcome is
+    # then retried), failed on the dropped connections, was logged, and the work went on.
+    assert {"job failed", "send failed"} & {record.getMessage() for record in caplog.records}
 
 
 async def _rows_after(own_postgres: OwnPostgres, campaign_id: str) -> list[Row]:
