@@ -14,8 +14,9 @@ Send API calls per second per Page, 60 s leases, a 1 s dispatch interval, 2 roun
 Two Pages, each with its own workspace and campaign (bench/campaign.py's one-step campaign,
 Messenger with an 11 KB fallback email): half of each Page's contacts have an open window
 (Messenger), half only a subscribed address (`email.no_messenger`). The Messenger ceiling is
-2 x 300 = 600/s; a Page's send lease (DESIGN section 8) lets one worker at a time send for it,
-email included (a campaign's deliveries carry its Page).
+2 x 300 = 600/s; a Page's send lease (DESIGN section 8) lets one worker at a time send its
+Messenger-possible rows, while rows that cannot go out on Messenger (no identity on the Page:
+the email half) need no lease, so any worker sends them.
 
 Printed per worker count: sends/s per channel (over each channel's first to last `sent_at`) and
 overall (launch to the last row terminal, planning included), the most Send API calls of one
