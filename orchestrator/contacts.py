@@ -307,7 +307,31 @@ async def upsert_contact(
     on_tags_added: TagsAdded | None = None,
     new_contact_id: str | None = None,
 ) -> tuple[ContactView, Outcome]:
-    """Create a contact, or update the one its email or Messenger identity names.
+    """`save_contact`, then the contact as the API shows it."""
+    contact_id, outcome = await save_contact(
+        session,
+        keyring,
+        workspace_id=workspace_id,
+        data=data,
+        now=now,
+        on_tags_added=on_tags_added,
+        new_contact_id=new_contact_id,
+    )
+    return await view(session, workspace_id=workspace_id, contact_id=contact_id), outcome
+
+
+async def save_contact(
+    session: AsyncSession,
+    keyring: KeyRing,
+    *,
+    workspace_id: str,
+    data: ContactData,
+    now: datetime,
+    on_tags_added: TagsAdded | None = None,
+    new_contact_id: str | None = None,
+) -> tuple[str, Outcome]:
+    """Create a contact, or update the one its email or Messenger identity names; returns its
+    id. Callers with no use for the contact's view (capture, inbound events) skip reading it.
 
     `new_contact_id` is the id a created contact gets, when the caller already handed it out
     (a capture's Messenger link names it before the contact exists).
@@ -377,9 +401,7 @@ async def upsert_contact(
     await session.flush()
     if added and on_tags_added is not None:
         await on_tags_added(contact.id, added)
-    return await view(session, workspace_id=workspace_id, contact_id=contact.id), (
-        outcome if changed or outcome == "created" else "unchanged"
-    )
+    return contact.id, outcome if changed or outcome == "created" else "unchanged"
 
 
 def normalize_or_fail(value: str, field_name: str = "email") -> str:

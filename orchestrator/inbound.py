@@ -326,7 +326,7 @@ async def _maybe_email_from_quick_reply(
     if current and all(e.address != address for e in current):
         # The contact already has another address: keep it, record the tapped one as seen.
         return
-    await contacts.upsert_contact(
+    await contacts.save_contact(
         session,
         keyring,
         workspace_id=row.workspace_id,

@@ -128,7 +128,7 @@ async def _contact_for(
         return existing, False
     try:
         async with session.begin_nested():
-            _, outcome = await contacts.upsert_contact(
+            _, outcome = await contacts.save_contact(
                 session,
                 keyring,
                 workspace_id=form.workspace_id,
@@ -363,7 +363,7 @@ async def _subscribe_now(
     since: datetime,
 ) -> str:
     """Single opt-in: the ledger, the tags and the trigger now (a new contact got the first two
-    from `upsert_contact` already)."""
+    from `save_contact` already)."""
     contact_id, now = identity.contact_id, consent.at
     if not created and await _recent_captures(session, contact_id, form.id, since):
         return counters.DUPLICATE
