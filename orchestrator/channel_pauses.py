@@ -12,7 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrator.db import insert_ignoring_conflicts
+from orchestrator.db import insert_ignoring_conflicts, rows_affected
 from orchestrator.models import ChannelPause, table_of
 
 EMAIL = "email"
@@ -36,4 +36,4 @@ async def paused_reason(session: AsyncSession, *, channel: str) -> str | None:
 async def resume(session: AsyncSession, *, channel: str) -> bool:
     table = table_of(ChannelPause)
     result = await session.execute(sa.delete(table).where(table.c.channel == channel))
-    return bool(getattr(result, "rowcount", 0))
+    return bool(rows_affected(result))

@@ -20,7 +20,7 @@ from orchestrator.addresses import AddressInvalid, normalize_address
 from orchestrator.audience import AudienceFilter, audience_condition
 from orchestrator.consent import EmailStatus, next_status, stricter
 from orchestrator.crypto import KeyRing
-from orchestrator.db import insert_ignoring_conflicts
+from orchestrator.db import insert_ignoring_conflicts, rows_affected
 from orchestrator.errors import Conflict, FieldError, NotFound, ValidationFailed
 from orchestrator.ids import new_id
 from orchestrator.models import (
@@ -589,7 +589,7 @@ async def remove_tag(
     result = await session.execute(
         sa.delete(table).where(table.c.contact_id == contact_id, table.c.tag == tag)
     )
-    removed = bool(getattr(result, "rowcount", 0))
+    removed = bool(rows_affected(result))
     if removed:
         contact.updated_at = now
     return removed

@@ -108,6 +108,12 @@ async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterato
         yield session
 
 
+def rows_affected(result: object) -> int:
+    """Rows an UPDATE or DELETE matched. `execute` is typed as returning a plain `Result`, which
+    has no `rowcount`; both drivers' cursor results do."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def insert_ignoring_conflicts(
     session: AsyncSession, table: sa.Table, index_elements: list[str]
 ) -> Any:

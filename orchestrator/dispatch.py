@@ -44,7 +44,7 @@ from orchestrator.campaigns import runs as campaign_runs
 from orchestrator.campaigns import steps as campaign_steps
 from orchestrator.capture import sending as capture_sending
 from orchestrator.crypto import KeyRing
-from orchestrator.db import insert_ignoring_conflicts, transaction
+from orchestrator.db import insert_ignoring_conflicts, rows_affected, transaction
 from orchestrator.delivery_states import Event, State, sources_of, transition
 from orchestrator.logs import log_context
 from orchestrator.models import (
@@ -146,7 +146,7 @@ async def release_expired_leases(session: AsyncSession, *, now: datetime) -> int
         )
         .values(state=State.PENDING.value, lease_owner=None, lease_expires_at=None)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_affected(result)
 
 
 async def claim_due(
@@ -274,7 +274,7 @@ async def _hold_page_lease(
     renewed = await session.execute(
         sa.update(table).where(table.c.key == key).values(owner=worker_id, expires_at=until)
     )
-    if not getattr(renewed, "rowcount", 0):
+    if not rows_affected(renewed):
         await session.execute(
             insert_ignoring_conflicts(session, table, ["key"]).values(
                 key=key, owner=worker_id, expires_at=until
@@ -654,7 +654,7 @@ async def _record(
         )
         .values(**values)
     )
-    if not getattr(updated, "rowcount", 0):
+    if not rows_affected(updated):
         # The lease expired and another worker took the row; it will record its own outcome.
         log.warning("lost the lease before recording", extra={"delivery_id": plan.delivery_id})
         return False

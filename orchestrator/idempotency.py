@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrator.db import rows_affected
 from orchestrator.errors import Conflict, FieldError, ValidationFailed
 from orchestrator.models import IdempotencyRecord, table_of
 
@@ -129,4 +130,4 @@ async def store(
 async def expire(session: AsyncSession, *, now: datetime) -> int:
     table = table_of(IdempotencyRecord)
     result = await session.execute(sa.delete(table).where(table.c.created_at < now - RETENTION))
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_affected(result)

@@ -26,6 +26,7 @@ from orchestrator import contacts, deliveries
 from orchestrator.campaigns import runs as campaign_runs
 from orchestrator.campaigns import steps as campaign_steps
 from orchestrator.crypto import KeyRing
+from orchestrator.db import rows_affected
 from orchestrator.delivery_states import Event, State, sources_of, transition
 from orchestrator.ids import new_id
 from orchestrator.links import Intent, LinkExpired, LinkInvalid, Ref, read_ref
@@ -230,7 +231,7 @@ async def release_held(
             updated_at=now,
         )
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_affected(result)
 
 
 def _without_fallback_mark(
@@ -334,7 +335,7 @@ async def on_window_opened(
             .where(deliveries.c.id == row.id, deliveries.c.state == row.state)
             .values(state=state.value, due_at=due_at, content=content, updated_at=now)
         )
-        replanned += int(getattr(result, "rowcount", 0) or 0)
+        replanned += rows_affected(result)
     released = 0
     if any(row.state == State.HELD.value for row in rows):
         released = await release_held(

@@ -25,7 +25,7 @@ from orchestrator import idempotency, inbound, send_budgets, sweeps
 from orchestrator.campaigns import runs as campaign_runs
 from orchestrator.capture import capture, inbox
 from orchestrator.capture.guard import CaptureSettings
-from orchestrator.db import transaction
+from orchestrator.db import rows_affected, transaction
 from orchestrator.ids import new_id
 from orchestrator.imports import processing as imports_processing
 from orchestrator.logs import log_context
@@ -63,7 +63,7 @@ async def record_heartbeat(
     updated = await session.execute(
         sa.update(table).where(table.c.id == worker.id).values(seen_at=now)
     )
-    if getattr(updated, "rowcount", 0) == 0:
+    if rows_affected(updated) == 0:
         await session.execute(
             sa.insert(table).values(
                 id=worker.id,
@@ -215,6 +215,9 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
 
     async def expire_tokens(session: AsyncSession, now: datetime) -> None:
         await sweeps.expire_tokens(session, now=now)
+
+    async def forget_send_budgets(session: AsyncSession, _now: datetime) -> None:
+        # Budget windows are wall-clock seconds, not the application clock (send_budgets).
         await send_budgets.forget_idle(session, epoch_seconds=time.time())
 
     async def forget_capture_tokens(session: AsyncSession, now: datetime) -> None:
@@ -233,6 +236,7 @@ def register_jobs(scheduler: EmbeddedScheduler, resources: Resources) -> None:
     scheduler.add_job("capture.forget_tokens", forget_capture_tokens, seconds=3600)
     scheduler.add_job("deliveries.expire_holds", expire_holds, seconds=30)
     scheduler.add_job("tokens.expire", expire_tokens, seconds=3600)
+    scheduler.add_job("send_budgets.forget", forget_send_budgets, seconds=3600)
     scheduler.add_job(
         "campaigns.start_runs", start_runs, seconds=settings.dispatch_interval_seconds
     )

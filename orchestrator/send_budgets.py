@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from orchestrator.db import insert_ignoring_conflicts, transaction
+from orchestrator.db import insert_ignoring_conflicts, rows_affected, transaction
 from orchestrator.models import SendBudget, table_of
 
 PAGE_BUDGET_PREFIX = "page:"
@@ -119,7 +119,7 @@ async def forget_idle(session: AsyncSession, *, epoch_seconds: float, idle: int 
     result = await session.execute(
         sa.delete(table).where(table.c.window_index * table.c.period_seconds < horizon)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_affected(result)
 
 
 class _Local:

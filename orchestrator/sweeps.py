@@ -11,6 +11,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrator.db import rows_affected
 from orchestrator.delivery_states import Event, State, sources_of, transition
 from orchestrator.models import Delivery, OptinToken, table_of
 
@@ -20,7 +21,7 @@ EXPIRED_STATUS = "expired"
 
 
 def _rowcount(result: object) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_affected(result)
 
 
 async def expire_holds(session: AsyncSession, *, now: datetime) -> int:

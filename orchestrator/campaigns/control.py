@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orchestrator.campaigns import runs
 from orchestrator.campaigns.queries import get_campaign
 from orchestrator.campaigns.spec import CampaignSpec, validate_campaign
+from orchestrator.db import rows_affected
 from orchestrator.delivery_states import Event, State, sources_of, transition
 from orchestrator.errors import Conflict, FieldError, ValidationFailed
 from orchestrator.ids import new_id
@@ -141,7 +142,7 @@ async def launch_campaign(
 
 
 def _rowcount(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_affected(result)
 
 
 async def _page_paused_reason(session: AsyncSession, campaign: Campaign) -> str | None:

@@ -27,7 +27,7 @@ from orchestrator.audience import AudienceFilter, audience_condition
 from orchestrator.campaigns import planning, steps
 from orchestrator.campaigns.cron import next_occurrence, parse_cron
 from orchestrator.campaigns.spec import CampaignSpec, ScheduleAt, ScheduleCron
-from orchestrator.db import insert_ignoring_conflicts, transaction
+from orchestrator.db import insert_ignoring_conflicts, rows_affected, transaction
 from orchestrator.delivery_states import State
 from orchestrator.errors import Conflict
 from orchestrator.ids import new_id
@@ -534,7 +534,7 @@ async def complete_finished(session: AsyncSession, *, now: datetime) -> int:
         .where(runs.c.status == "running", ~open_rows)
         .values(status="completed", completed_at=now)
     )
-    completed = int(getattr(result, "rowcount", 0) or 0)
+    completed = rows_affected(result)
     unfinished = sa.exists().where(
         runs.c.campaign_id == campaigns.c.id, runs.c.status.in_(("planning", "running"))
     )

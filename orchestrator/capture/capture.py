@@ -35,7 +35,7 @@ from orchestrator.capture.guard import CaptureSettings
 from orchestrator.capture.spins import SpinView
 from orchestrator.capture.tokens import token_hash
 from orchestrator.crypto import KeyRing
-from orchestrator.db import insert_ignoring_conflicts
+from orchestrator.db import insert_ignoring_conflicts, rows_affected
 from orchestrator.errors import Conflict
 from orchestrator.ids import new_id
 from orchestrator.models import (
@@ -446,4 +446,4 @@ async def forget_used_tokens(session: AsyncSession, *, now: datetime) -> int:
     """Delete used-token rows past any token's life; for a periodic job (`capture.forget_tokens`)."""
     table = table_of(CaptureTokenUse)
     result = await session.execute(sa.delete(table).where(table.c.used_at < now - USED_TOKENS_KEPT))
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rows_affected(result)
